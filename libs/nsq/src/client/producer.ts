@@ -1,0 +1,305 @@
+import { EventEmitter } from 'node:events';
+import { type Body, encodeDpub, encodeMpub, encodePub } from '../protocol/commands.js';
+import { RESPONSE_OK } from '../protocol/constants.js';
+import {
+  NsqBackpressureError,
+  NsqClosedError,
+  NsqConnectionError,
+  NsqServerError,
+} from '../protocol/errors.js';
+import { Connection, type ConnectionDelegate } from './connection.js';
+import { PRODUCER_OPTIONS, type ProducerOptions, connectionOptionsOf, resolveOptions } from './options.js';
+import { reconnectDelay } from './backoff.js';
+
+/** One publish: its encoded command and the promise waiting for nsqd's answer. */
+interface Transaction {
+  command: Buffer;
+  resolve(): void;
+  reject(error: Error): void;
+  /** Times the command was written to a connection that was then lost. */
+  sends: number;
+}
+
+export type ProducerInput = Partial<ProducerOptions>;
+
+/**
+ * Publishes to one nsqd over one connection, pipelined: up to `maxOutstanding` commands are on the
+ * wire at once and nsqd's answers (OK or an error frame, always in order) settle them first-in
+ * first-out. Publishes beyond the window wait in a queue bounded by `maxQueued`.
+ *
+ * A publish resolves only on nsqd's OK. It rejects with the typed server error on an E_* frame,
+ * with NsqConnectionError when the connection is lost first (after `retries` re-sends), and with
+ * NsqValidationError, before anything is written, on bad input.
+ *
+ * Events: 'connect' (address), 'close' (error?), 'error' (error; only emitted when listened to).
+ */
+export class Producer extends EventEmitter {
+  readonly address: string;
+  private readonly options: ProducerOptions;
+  private connection: Connection | undefined;
+  private connecting: Promise<void> | undefined;
+  private readonly queue: Transaction[] = [];
+  private queueHead = 0;
+  private readonly inflight: Transaction[] = [];
+  private inflightHead = 0;
+  private failures = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(address: string, options?: ProducerInput) {
+    super();
+    this.options = resolveOptions<ProducerOptions>(PRODUCER_OPTIONS, options, 'Producer');
+    this.address = address;
+    // Validates the address now rather than on the first publish.
+    new Connection(address, connectionOptionsOf(this.options), NOOP_DELEGATE);
+  }
+
+  /** Connects now (publishing connects lazily). Rejects if nsqd cannot be reached. */
+  async connect(): Promise<void> {
+    if (this.closed) throw new NsqClosedError('producer is closed');
+    await this.ensureConnection();
+  }
+
+  get isConnected(): boolean {
+    return this.connection?.isReady ?? false;
+  }
+
+  /** Publishes awaiting nsqd's answer plus those queued. */
+  get pending(): number {
+    return this.queue.length - this.queueHead + this.inflight.length - this.inflightHead;
+  }
+
+  /** PUB one message. */
+  publish(topic: string, body: Body): Promise<void> {
+    return this.send(() => encodePub(topic, body, this.options));
+  }
+
+  /** MPUB: several messages to one topic, atomically (all or none). */
+  publishMany(topic: string, bodies: readonly Body[]): Promise<void> {
+    return this.send(() => encodeMpub(topic, bodies, this.options));
+  }
+
+  /** DPUB: deliver after `delayMs` (0..nsqd --max-req-timeout, 1 h by default). */
+  publishDeferred(topic: string, delayMs: number, body: Body): Promise<void> {
+    return this.send(() => encodeDpub(topic, delayMs, body, this.options));
+  }
+
+  /**
+   * Waits (up to closeTimeout) for outstanding publishes, then closes. Publishes still pending at
+   * the bound reject with NsqConnectionError. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    if (this.pending > 0 && this.connection?.isReady) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.options.closeTimeout);
+        timer.unref();
+        this.idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    this.failAll(new NsqClosedError('producer closed before nsqd answered'));
+    const connection = this.connection;
+    this.connection = undefined;
+    await connection?.close();
+  }
+
+  private send(encode: () => Buffer): Promise<void> {
+    if (this.closed) return Promise.reject(new NsqClosedError('producer is closed: create a new Producer to publish'));
+    let command: Buffer;
+    try {
+      command = encode();
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    const queued = this.queue.length - this.queueHead;
+    if (queued >= this.options.maxQueued && queued > 0) {
+      return Promise.reject(
+        new NsqBackpressureError(
+          `producer queue is full (${queued} publishes waiting, maxQueued ${this.options.maxQueued}): await earlier publishes before adding more`,
+        ),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ command, resolve, reject, sends: 0 });
+      this.pump();
+    });
+  }
+
+  /** Moves queued commands onto the wire while the window allows. */
+  private pump(): void {
+    const connection = this.connection;
+    if (!connection?.isReady) {
+      if (!this.connecting && !this.reconnectTimer && !this.closed) this.ensureConnection().catch(() => undefined);
+      return;
+    }
+    const max = this.options.maxOutstanding;
+    while (this.queueHead < this.queue.length && this.inflight.length - this.inflightHead < max) {
+      const txn = this.queue[this.queueHead]!;
+      this.queue[this.queueHead++] = undefined as unknown as Transaction;
+      txn.sends++;
+      this.inflight.push(txn);
+      connection.write(txn.command);
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue.length = 0;
+      this.queueHead = 0;
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue.splice(0, this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private ensureConnection(): Promise<void> {
+    if (this.connection?.isReady) return Promise.resolve();
+    if (this.connecting) return this.connecting;
+    const state = { ready: false };
+    const connection: Connection = new Connection(this.address, connectionOptionsOf(this.options), this.delegateFor(state));
+    this.connection = connection;
+    this.connecting = connection
+      .connect()
+      .then(() => {
+        state.ready = true;
+        this.connecting = undefined;
+        this.failures = 0;
+        this.emit('connect', this.address);
+        this.pump();
+      })
+      .catch((error: Error) => {
+        this.connecting = undefined;
+        if (this.connection === connection) this.connection = undefined;
+        this.failures++;
+        this.onConnectFailed(error);
+        throw error;
+      });
+    return this.connecting;
+  }
+
+  /** Queued publishes that have used their tries fail; the rest wait for a reconnect with backoff. */
+  private onConnectFailed(error: Error): void {
+    const reason = new NsqConnectionError(`cannot publish: ${error.message}`, { cause: error });
+    const keep: Transaction[] = [];
+    for (let i = this.queueHead; i < this.queue.length; i++) {
+      const txn = this.queue[i]!;
+      txn.sends++;
+      if (txn.sends > this.options.retries) txn.reject(reason);
+      else keep.push(txn);
+    }
+    this.queue.length = 0;
+    this.queueHead = 0;
+    this.queue.push(...keep);
+    this.emitError(error);
+    if (keep.length > 0) this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    const delay = reconnectDelay(this.failures, this.options.reconnectDelay, this.options.maxReconnectDelay);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.ensureConnection().catch(() => undefined);
+    }, delay);
+  }
+
+  private delegateFor(state: { ready: boolean }): ConnectionDelegate {
+    return {
+      onMessage: () => undefined,
+      onResponse: (data) => {
+        const txn = this.shiftInflight();
+        if (!txn) {
+          this.emitError(new NsqConnectionError(`unexpected response ${JSON.stringify(data.toString('utf8'))} from nsqd with no publish pending`));
+          return;
+        }
+        if (data.length === 2 && data.toString('latin1') === RESPONSE_OK) txn.resolve();
+        else txn.reject(new NsqConnectionError(`unexpected response ${JSON.stringify(data.toString('utf8'))} to a publish`));
+        this.afterAnswer();
+      },
+      onServerError: (error: NsqServerError) => {
+        const txn = this.shiftInflight();
+        if (txn) txn.reject(error);
+        else this.emitError(error);
+        this.afterAnswer();
+      },
+      onClose: (error) => {
+        // A failed handshake is handled by ensureConnection's rejection.
+        if (state.ready) this.connectionLost(error);
+      },
+    };
+  }
+
+  private afterAnswer(): void {
+    if (this.queueHead < this.queue.length) this.pump();
+    if (this.pending === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private shiftInflight(): Transaction | undefined {
+    if (this.inflightHead >= this.inflight.length) return undefined;
+    const txn = this.inflight[this.inflightHead]!;
+    this.inflight[this.inflightHead++] = undefined as unknown as Transaction;
+    if (this.inflightHead === this.inflight.length) {
+      this.inflight.length = 0;
+      this.inflightHead = 0;
+    } else if (this.inflightHead > 1024 && this.inflightHead * 2 > this.inflight.length) {
+      this.inflight.splice(0, this.inflightHead);
+      this.inflightHead = 0;
+    }
+    return txn;
+  }
+
+  /** Publishes written but unanswered either go back to the head of the queue (retries) or reject. */
+  private connectionLost(error: Error | undefined): void {
+    this.connection = undefined;
+    const reason = new NsqConnectionError(
+      `connection to nsqd at ${this.address} was lost before nsqd answered${error ? `: ${error.message}` : ''}`,
+      { cause: error },
+    );
+    const retry: Transaction[] = [];
+    for (let i = this.inflightHead; i < this.inflight.length; i++) {
+      const txn = this.inflight[i]!;
+      if (txn.sends <= this.options.retries && !this.closed) retry.push(txn);
+      else txn.reject(reason);
+    }
+    this.inflight.length = 0;
+    this.inflightHead = 0;
+    if (retry.length > 0) {
+      this.queue.splice(0, this.queueHead, ...retry);
+      this.queueHead = 0;
+    }
+    this.emit('close', error);
+    if (error) this.emitError(error);
+    if (!this.closed && this.queue.length > this.queueHead) {
+      this.failures++;
+      this.scheduleReconnect();
+    }
+    this.afterAnswer();
+  }
+
+  private failAll(error: Error): void {
+    for (let i = this.inflightHead; i < this.inflight.length; i++) this.inflight[i]!.reject(error);
+    for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i]!.reject(error);
+    this.inflight.length = 0;
+    this.inflightHead = 0;
+    this.queue.length = 0;
+    this.queueHead = 0;
+  }
+
+  private emitError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+}
+
+const NOOP_DELEGATE: ConnectionDelegate = {
+  onMessage: () => undefined,
+  onResponse: () => undefined,
+  onServerError: () => undefined,
+  onClose: () => undefined,
+};
