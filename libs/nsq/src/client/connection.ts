@@ -1,13 +1,15 @@
-import { Socket, connect as netConnect, isIP } from 'node:net';
+import type { Socket} from 'node:net';
+import { connect as netConnect, isIP } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from 'node:zlib';
 import { FrameType, MAGIC_V2, NSQD_DEFAULTS, RESPONSE_HEARTBEAT, RESPONSE_OK } from '../protocol/constants.js';
 import { encodeAuth, encodeIdentify, encodeNop } from '../protocol/commands.js';
+import type {
+  NsqServerError} from '../protocol/errors.js';
 import {
   NsqConnectionError,
   NsqFrameError,
   NsqIdentifyError,
-  NsqServerError,
   NsqTimeoutError,
   NsqValidationError,
   serverErrorFromFrame,

@@ -316,19 +316,19 @@ export class Consumer extends EventEmitter {
     if (this.closing || this.connecting.has(address) || this.subscriptions.has(address)) return;
     this.connecting.add(address);
     const previousFailures = this.failureCounts.get(address) ?? 0;
-    let sub: Subscription | undefined;
+    // The delegate runs only after connect() starts, by which time `sub` exists.
     const connection = new Connection(address, this.connectionOptions, {
-      onMessage: (data) => this.onMessage(sub!, data),
-      onResponse: (data) => this.onResponse(sub!, data),
-      onServerError: (error) => this.onServerError(sub!, error),
+      onMessage: (data) => this.onMessage(sub, data),
+      onResponse: (data) => this.onResponse(sub, data),
+      onServerError: (error) => this.onServerError(sub, error),
       onClose: (error) => this.onConnectionClosed(sub, address, error),
     });
-    sub = new Subscription(address, connection, this);
+    const sub = new Subscription(address, connection, this);
     try {
       await connection.connect();
       this.subscriptions.set(address, sub);
       const subscribed = new Promise<void>((resolve, reject) => {
-        this.pendingSub.set(sub!, { resolve, reject });
+        this.pendingSub.set(sub, { resolve, reject });
       });
       connection.write(encodeSub(this.topic, this.channel));
       await subscribed;
@@ -393,8 +393,7 @@ export class Consumer extends EventEmitter {
     this.emitError(error);
   }
 
-  private onConnectionClosed(sub: Subscription | undefined, address: string, error: Error | undefined): void {
-    if (!sub) return;
+  private onConnectionClosed(sub: Subscription, address: string, error: Error | undefined): void {
     const pending = this.pendingSub.get(sub);
     if (pending) {
       this.pendingSub.delete(sub);

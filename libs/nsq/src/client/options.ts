@@ -267,3 +267,30 @@ export function optionsMarkdown(table: OptionTable): string {
   });
   return ['| option | default | range | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }
+
+function without(table: OptionTable, base: OptionTable): OptionTable {
+  return Object.fromEntries(Object.entries(table).filter(([name]) => !(name in base)));
+}
+
+/** The whole option reference (libs/nsq/OPTIONS.md is this text; a unit test keeps them equal). */
+export function optionsReference(): string {
+  return [
+    '# libs/nsq options',
+    '',
+    'Generated from the option tables in `libs/nsq/src/client/options.ts` (`npm run docs:options`).',
+    'Names and defaults follow go-nsq and nsqd flags; durations are milliseconds.',
+    '',
+    '## Connection options (Producer and Consumer)',
+    '',
+    optionsMarkdown(CONNECTION_OPTIONS),
+    '',
+    '## Producer options',
+    '',
+    optionsMarkdown(without(PRODUCER_OPTIONS, CONNECTION_OPTIONS)),
+    '',
+    '## Consumer options (plus reconnectDelay and maxReconnectDelay as for the Producer)',
+    '',
+    optionsMarkdown(without(CONSUMER_OPTIONS, PRODUCER_OPTIONS)),
+    '',
+  ].join('\n');
+}

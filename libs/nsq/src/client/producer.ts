@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { type Body, encodeDpub, encodeMpub, encodePub } from '../protocol/commands.js';
 import { RESPONSE_OK } from '../protocol/constants.js';
+import type {
+  NsqServerError} from '../protocol/errors.js';
 import {
   NsqBackpressureError,
   NsqClosedError,
-  NsqConnectionError,
-  NsqServerError,
+  NsqConnectionError
 } from '../protocol/errors.js';
 import { Connection, type ConnectionDelegate } from './connection.js';
 import { PRODUCER_OPTIONS, type ProducerOptions, connectionOptionsOf, resolveOptions } from './options.js';

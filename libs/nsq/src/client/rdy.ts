@@ -73,25 +73,21 @@ export function rotateRdy(
       used++;
     }
   }
-  let pos = ((cursor % n) + n) % n;
-  for (let step = 0; step < n && used < slots; step++) {
-    const i = (pos + step) % n;
-    if (rdy[i] === 0 && connections[i]!.maxRdyCount > 0 && connections[i]!.rdy === 0) {
-      rdy[i] = 1;
-      used++;
-      pos = i + 1;
+  const start = ((cursor % n) + n) % n;
+  let next = start;
+  // First to connections without RDY (idle holders give theirs up), then to anyone left.
+  for (const wantEmpty of [true, false]) {
+    for (let step = 0; step < n && used < slots; step++) {
+      const i = (start + step) % n;
+      const c = connections[i]!;
+      if (rdy[i] === 0 && c.maxRdyCount > 0 && (!wantEmpty || c.rdy === 0)) {
+        rdy[i] = 1;
+        used++;
+        next = i + 1;
+      }
     }
   }
-  // Still slots left (every connection was idle with RDY): give them in round-robin order anyway.
-  for (let step = 0; step < n && used < slots; step++) {
-    const i = (pos + step) % n;
-    if (rdy[i] === 0 && connections[i]!.maxRdyCount > 0) {
-      rdy[i] = 1;
-      used++;
-      pos = i + 1;
-    }
-  }
-  return { rdy, cursor: pos % n };
+  return { rdy, cursor: next % n };
 }
 
 /** The RDY to send on each connection. */

@@ -76,7 +76,14 @@ export class FrameDecoder {
   private peekSize(): number {
     const first = this.pending[0]!;
     if (first.length >= 4) return first.readInt32BE(0);
-    const head = Buffer.concat(this.pending, this.pendingLength).subarray(0, 4);
+    // The size header is split over chunks: gather just its 4 bytes. (Concatenating all pending
+    // chunks here would copy the whole partial frame on every push: quadratic for a large frame.)
+    const head = Buffer.allocUnsafe(4);
+    let filled = 0;
+    for (const part of this.pending) {
+      filled += part.copy(head, filled, 0, Math.min(part.length, 4 - filled));
+      if (filled === 4) break;
+    }
     return head.readInt32BE(0);
   }
 
