@@ -16,8 +16,6 @@ export interface MessageResponder {
 export class Message {
   private responded = false;
   private cachedId: string | undefined;
-  /** Wall-clock ms when the message was received. */
-  readonly receivedAt = Date.now();
 
   constructor(
     /** The message frame's payload: `[timestamp][attempts][id][body]`. */

@@ -94,6 +94,7 @@ export class Producer extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.reconnectTimer);
+    if (this.connecting) await this.connecting.catch(() => undefined);
     if (this.pending > 0 && this.connection?.isReady) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.options.closeTimeout);

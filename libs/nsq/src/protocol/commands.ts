@@ -159,18 +159,24 @@ function idBytes(id: string | Buffer): Buffer {
   return buf;
 }
 
-function idCommand(name: string, id: string | Buffer, suffix = ''): Buffer {
+const FIN_PREFIX = Buffer.from('FIN ', 'latin1');
+const REQ_PREFIX = Buffer.from('REQ ', 'latin1');
+const TOUCH_PREFIX = Buffer.from('TOUCH ', 'latin1');
+
+// FIN is written once per message consumed: copy fixed bytes, no string building.
+function idCommand(prefix: Buffer, id: string | Buffer, suffix = ''): Buffer {
   const raw = idBytes(id);
-  const out = Buffer.allocUnsafe(name.length + 1 + MESSAGE_ID_LENGTH + suffix.length + 1);
-  let offset = out.write(name + ' ', 0, 'latin1');
-  offset += raw.copy(out, offset);
+  const out = Buffer.allocUnsafe(prefix.length + MESSAGE_ID_LENGTH + suffix.length + 1);
+  prefix.copy(out, 0);
+  raw.copy(out, prefix.length);
+  let offset = prefix.length + MESSAGE_ID_LENGTH;
   if (suffix) offset += out.write(suffix, offset, 'latin1');
   out[offset] = NL;
   return out;
 }
 
 export function encodeFin(id: string | Buffer): Buffer {
-  return idCommand('FIN', id);
+  return idCommand(FIN_PREFIX, id);
 }
 
 /** REQ with a delay; nsqd clamps it to --max-req-timeout, so only the sign and type are checked here. */
@@ -178,11 +184,11 @@ export function encodeReq(id: string | Buffer, delayMs: number): Buffer {
   if (!Number.isInteger(delayMs) || delayMs < 0) {
     throw new NsqValidationError('delayMs', `requeue delay must be a non-negative integer of milliseconds, got ${delayMs}`);
   }
-  return idCommand('REQ', id, ' ' + delayMs);
+  return idCommand(REQ_PREFIX, id, ' ' + delayMs);
 }
 
 export function encodeTouch(id: string | Buffer): Buffer {
-  return idCommand('TOUCH', id);
+  return idCommand(TOUCH_PREFIX, id);
 }
 
 const CLS = line('CLS');
