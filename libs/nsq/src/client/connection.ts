@@ -353,9 +353,16 @@ export class Connection {
           this.delegate.onResponse(data);
         }
         return;
-      case FrameType.Error:
-        this.delegate.onServerError(serverErrorFromFrame(data));
+      case FrameType.Error: {
+        const error = serverErrorFromFrame(data);
+        this.delegate.onServerError(error);
+        // nsqd closes after a fatal error: write nothing more on this connection.
+        if (error.fatal) {
+          this.destroy(error);
+          return false;
+        }
         return;
+      }
       default:
         this.destroy(new NsqFrameError(`unknown frame type ${type} from nsqd at ${this.address}`));
         return false;

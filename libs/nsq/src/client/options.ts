@@ -92,6 +92,10 @@ export const PRODUCER_OPTIONS = {
     doc: 'Times a publish is sent again after its connection was lost before nsqd answered (at-least-once: may duplicate). 0 rejects with NsqConnectionError.',
   },
   closeTimeout: { type: 'number', integer: true, default: 5000, min: 0, max: 600_000, doc: 'ms close() waits for outstanding publishes before closing the connection.' },
+  coalescePublishes: {
+    type: 'boolean', default: true,
+    doc: 'Send PUBs to one topic issued in the same event-loop turn as one MPUB (nsqd stores all or none; each promise settles on the answer to the command that carried it). Lifts single-publish throughput past nsqd\'s one-flush-per-PUB limit.',
+  },
 } as const satisfies OptionTable;
 
 export type RequeueDelay = number | ((attempts: number) => number);
@@ -163,6 +167,7 @@ export interface ProducerOptions extends ConnectionOptions, ReconnectOptions {
   maxQueued: number;
   retries: number;
   closeTimeout: number;
+  coalescePublishes: boolean;
 }
 
 function describeValue(value: unknown): string {

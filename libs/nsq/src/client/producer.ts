@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { type Body, encodeDpub, encodeMpub, encodePub } from '../protocol/commands.js';
-import { RESPONSE_OK } from '../protocol/constants.js';
+import { type Body, encodeDpub, encodeMpub, encodePub, validatePub } from '../protocol/commands.js';
 import type {
   NsqServerError} from '../protocol/errors.js';
 import {
@@ -12,14 +11,24 @@ import { Connection, type ConnectionDelegate } from './connection.js';
 import { PRODUCER_OPTIONS, type ProducerOptions, connectionOptionsOf, resolveOptions } from './options.js';
 import { reconnectDelay } from './backoff.js';
 
-/** One publish: its encoded command and the promise waiting for nsqd's answer. */
+/** One publish (or a coalesced group of PUBs) and the promise waiting for nsqd's answer. */
 interface Transaction {
-  command: Buffer;
+  /** The encoded command; undefined for a PUB that is encoded when it leaves the queue. */
+  command: Buffer | undefined;
+  /** For a PUB that may be coalesced with its neighbours: topic, body and body length. */
+  topic?: string;
+  body?: Body;
+  size?: number;
+  /** The PUBs a coalesced MPUB carries; they settle together. */
+  members?: Transaction[];
   resolve(): void;
   reject(error: Error): void;
   /** Times the command was written to a connection that was then lost. */
   sends: number;
 }
+
+/** Coalesced MPUBs carry at most this many messages. */
+const MAX_COALESCED = 1000;
 
 export type ProducerInput = Partial<ProducerOptions>;
 
@@ -47,6 +56,11 @@ export class Producer extends EventEmitter {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
+  private pumpScheduled = false;
+  private readonly pumpNow = (): void => {
+    this.pumpScheduled = false;
+    this.pump();
+  };
 
   constructor(address: string, options?: ProducerInput) {
     super();
@@ -71,9 +85,23 @@ export class Producer extends EventEmitter {
     return this.queue.length - this.queueHead + this.inflight.length - this.inflightHead;
   }
 
-  /** PUB one message. */
+  /**
+   * PUB one message. With `coalescePublishes` (default), PUBs to the same topic issued in the same
+   * event-loop turn travel as one MPUB, which nsqd stores all or none: every promise settles on
+   * nsqd's answer for the command that carried its message, so a message nsqd refuses (possible
+   * only when maxMsgSize is set above nsqd's --max-msg-size) fails the publishes sent with it.
+   * Nothing is acknowledged that nsqd did not store.
+   */
   publish(topic: string, body: Body): Promise<void> {
-    return this.send(() => encodePub(topic, body, this.options));
+    if (!this.options.coalescePublishes) return this.send(() => encodePub(topic, body, this.options));
+    if (this.closed) return Promise.reject(new NsqClosedError('producer is closed: create a new Producer to publish'));
+    let size: number;
+    try {
+      size = validatePub(topic, body, this.options);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return this.enqueue({ command: undefined, topic, body, size, resolve: noop, reject: noop, sends: 0 });
   }
 
   /** MPUB: several messages to one topic, atomically (all or none). */
@@ -119,6 +147,10 @@ export class Producer extends EventEmitter {
     } catch (error) {
       return Promise.reject(error as Error);
     }
+    return this.enqueue({ command, resolve: noop, reject: noop, sends: 0 });
+  }
+
+  private enqueue(txn: Transaction): Promise<void> {
     const queued = this.queue.length - this.queueHead;
     if (queued >= this.options.maxQueued && queued > 0) {
       return Promise.reject(
@@ -128,9 +160,18 @@ export class Producer extends EventEmitter {
       );
     }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ command, resolve, reject, sends: 0 });
-      this.pump();
+      txn.resolve = resolve;
+      txn.reject = reject;
+      this.queue.push(txn);
+      this.schedulePump();
     });
+  }
+
+  /** Pumps once per event-loop turn, after every publish of the turn is queued (so PUBs can coalesce). */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(this.pumpNow);
   }
 
   /** Moves queued commands onto the wire while the window allows. */
@@ -141,12 +182,15 @@ export class Producer extends EventEmitter {
       return;
     }
     const max = this.options.maxOutstanding;
+    let wrote = false;
     while (this.queueHead < this.queue.length && this.inflight.length - this.inflightHead < max) {
-      const txn = this.queue[this.queueHead]!;
-      this.queue[this.queueHead++] = undefined as unknown as Transaction;
-      txn.sends++;
+      let txn = this.takeQueued();
+      if (txn.command === undefined) txn = this.coalesce(txn);
+      if (txn.members) for (const m of txn.members) m.sends++;
+      else txn.sends++;
       this.inflight.push(txn);
-      connection.write(txn.command);
+      connection.write(txn.command!);
+      wrote = true;
     }
     if (this.queueHead === this.queue.length) {
       this.queue.length = 0;
@@ -155,6 +199,41 @@ export class Producer extends EventEmitter {
       this.queue.splice(0, this.queueHead);
       this.queueHead = 0;
     }
+    if (wrote) connection.flush();
+  }
+
+  private takeQueued(): Transaction {
+    const txn = this.queue[this.queueHead]!;
+    this.queue[this.queueHead++] = undefined as unknown as Transaction;
+    return txn;
+  }
+
+  /** Joins the PUBs queued right after `first` for the same topic into one MPUB (within nsqd's body limit). */
+  private coalesce(first: Transaction): Transaction {
+    const topic = first.topic!;
+    const members = [first];
+    let bytes = 4 + 4 + first.size!;
+    while (this.queueHead < this.queue.length && members.length < MAX_COALESCED) {
+      const next = this.queue[this.queueHead]!;
+      if (next.topic !== topic || bytes + 4 + next.size! > this.options.maxBodySize) break;
+      bytes += 4 + next.size!;
+      members.push(this.takeQueued());
+    }
+    if (members.length === 1) {
+      first.command = encodePub(topic, first.body!, this.options);
+      return first;
+    }
+    return {
+      command: encodeMpub(topic, members.map((m) => m.body!), this.options),
+      members,
+      resolve: () => {
+        for (const m of members) m.resolve();
+      },
+      reject: (error) => {
+        for (const m of members) m.reject(error);
+      },
+      sends: 0,
+    };
   }
 
   private ensureConnection(): Promise<void> {
@@ -217,7 +296,7 @@ export class Producer extends EventEmitter {
           this.emitError(new NsqConnectionError(`unexpected response ${JSON.stringify(data.toString('utf8'))} from nsqd with no publish pending`));
           return;
         }
-        if (data.length === 2 && data.toString('latin1') === RESPONSE_OK) txn.resolve();
+        if (data.length === 2 && data[0] === 0x4f && data[1] === 0x4b /* OK */) txn.resolve();
         else txn.reject(new NsqConnectionError(`unexpected response ${JSON.stringify(data.toString('utf8'))} to a publish`));
         this.afterAnswer();
       },
@@ -235,7 +314,7 @@ export class Producer extends EventEmitter {
   }
 
   private afterAnswer(): void {
-    if (this.queueHead < this.queue.length) this.pump();
+    if (this.queueHead < this.queue.length) this.schedulePump();
     if (this.pending === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -266,9 +345,10 @@ export class Producer extends EventEmitter {
     );
     const retry: Transaction[] = [];
     for (let i = this.inflightHead; i < this.inflight.length; i++) {
-      const txn = this.inflight[i]!;
-      if (txn.sends <= this.options.retries && !this.closed) retry.push(txn);
-      else txn.reject(reason);
+      for (const txn of this.inflight[i]!.members ?? [this.inflight[i]!]) {
+        if (txn.sends <= this.options.retries && !this.closed) retry.push(txn);
+        else txn.reject(reason);
+      }
     }
     this.inflight.length = 0;
     this.inflightHead = 0;
@@ -298,6 +378,8 @@ export class Producer extends EventEmitter {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 }
+
+const noop = (): void => undefined;
 
 const NOOP_DELEGATE: ConnectionDelegate = {
   onMessage: () => undefined,

@@ -53,19 +53,25 @@ function withBody(header: string, body: Buffer): Buffer {
 }
 
 // A topic is validated once, then its command prefix is cached: publishing is a hot path.
-const pubPrefixes = new Map<string, Buffer>();
+const prefixes = { PUB: new Map<string, Buffer>(), MPUB: new Map<string, Buffer>() };
 const PREFIX_CACHE_LIMIT = 4096;
 
 function prefix(command: 'PUB' | 'MPUB', topic: string): Buffer {
-  const key = command + ' ' + topic;
-  let cached = pubPrefixes.get(key);
+  const cache = prefixes[command];
+  let cached = cache.get(topic);
   if (cached === undefined) {
     assertValidTopic(topic);
-    if (pubPrefixes.size >= PREFIX_CACHE_LIMIT) pubPrefixes.clear();
-    cached = Buffer.from(key + '\n', 'latin1');
-    pubPrefixes.set(key, cached);
+    if (cache.size >= PREFIX_CACHE_LIMIT) cache.clear();
+    cached = Buffer.from(`${command} ${topic}\n`, 'latin1');
+    cache.set(topic, cached);
   }
   return cached;
+}
+
+/** Checks a PUB's topic and body without encoding it; returns the body's byte length. */
+export function validatePub(topic: string, body: Body, limits?: BodyLimits): number {
+  prefix('PUB', topic);
+  return bodyLength(body, 'body', limits?.maxMsgSize ?? NSQD_DEFAULTS.maxMsgSize);
 }
 
 export function encodeIdentify(data: Record<string, unknown>): Buffer {
