@@ -3,7 +3,7 @@
  * travel as one MPUB, yet each promise settles on nsqd's answer for its own message, and a message
  * nsqd refuses fails alone.
  */
-import { afterAll, describe, expect, it } from '@jest/globals';
+import { afterAll, expect, it } from '@jest/globals';
 import { NsqdHttpClient } from '../../libs/nsq/src/client/http.js';
 import { silentLogger } from '../../libs/nsq/src/client/logger.js';
 import { Producer } from '../../libs/nsq/src/client/producer.js';
