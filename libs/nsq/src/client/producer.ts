@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { type Body, encodeDpub, encodeMpub, encodePub, validatePub } from '../protocol/commands.js';
-import type {
-  NsqServerError} from '../protocol/errors.js';
 import {
   NsqBackpressureError,
   NsqClosedError,
-  NsqConnectionError
+  NsqConnectionError,
+  NsqServerError,
+  NsqValidationError,
 } from '../protocol/errors.js';
 import { Connection, type ConnectionDelegate } from './connection.js';
 import { PRODUCER_OPTIONS, type ProducerOptions, connectionOptionsOf, resolveOptions } from './options.js';
@@ -263,7 +263,11 @@ export class Producer extends EventEmitter {
 
   /** Queued publishes that have used their tries fail; the rest wait for a reconnect with backoff. */
   private onConnectFailed(error: Error): void {
-    const reason = new NsqConnectionError(`cannot publish: ${error.message}`, { cause: error });
+    // A refusal (AUTH, IDENTIFY, a missing authSecret) reaches the caller as itself; network trouble as NsqConnectionError.
+    const reason =
+      error instanceof NsqServerError || error instanceof NsqValidationError
+        ? error
+        : new NsqConnectionError(`cannot publish: ${error.message}`, { cause: error });
     const keep: Transaction[] = [];
     for (let i = this.queueHead; i < this.queue.length; i++) {
       const txn = this.queue[i]!;
