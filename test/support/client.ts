@@ -119,3 +119,29 @@ export async function settle<T>(p: Promise<T>): Promise<{ ok: true; value: T } |
     return { ok: false, error };
   }
 }
+
+/**
+ * Creates the channels and waits until nsqd's queue scanner covers them. nsqd 1.3.0 checks in-flight
+ * timeouts and deferred messages only on the channels listed at its last scan-list refresh, which
+ * happens every 5 s (QueueScanRefreshInterval, no flag): on a brand-new channel a deferred message or
+ * a msg_timeout can go unnoticed for up to 5 s. A 1 ms deferred canary that reaches the queue proves
+ * the scanner has the channel; the canaries are then emptied. Takes up to ~5 s, once for all channels.
+ */
+export async function warmChannels(nsqd: HasHttp, pairs: ReadonlyArray<readonly [topic: string, channel: string]>): Promise<void> {
+  const api = new NsqdHttpClient(nsqd.httpAddress);
+  for (const [topic, channel] of pairs) {
+    await api.createTopic(topic);
+    await api.createChannel(topic, channel);
+    await api.publish(topic, 'canary', { deferMs: 1 });
+  }
+  const deadline = Date.now() + 10_000;
+  for (const [topic, channel] of pairs) {
+    while (true) {
+      const ch = await channelStats(nsqd, topic, channel);
+      if (ch && ch.deferred_count === 0 && ch.depth === 1) break;
+      if (Date.now() > deadline) throw new Error(`warmChannels: nsqd never scanned ${topic}/${channel}: ${JSON.stringify(ch)}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await api.emptyChannel(topic, channel);
+  }
+}

@@ -76,9 +76,11 @@ class Subscription implements MessageResponder {
   }
 
   requeue(message: Message, delayMs: number | undefined, backoff: boolean): void {
-    this.send(message.encodeReq(delayMs ?? this.consumer.requeueDelayFor(message.attempts)));
-    this.answered();
+    const command = message.encodeReq(delayMs ?? this.consumer.requeueDelayFor(message.attempts));
+    // Backoff's RDY 0 goes out before the REQ, so nsqd cannot redeliver inside the backoff window.
     this.consumer.onRequeued(backoff);
+    this.send(command);
+    this.answered();
   }
 
   touch(message: Message): void {

@@ -42,6 +42,12 @@ describe('option tables', () => {
     expect(e.message).toContain('unknown option');
   });
 
+  it('derive readTimeout from heartbeatInterval (two missed heartbeats) unless given', () => {
+    expect(resolveOptions<ProducerOptions>(PRODUCER_OPTIONS, { heartbeatInterval: 1000 }, 'Producer').readTimeout).toBe(2000);
+    expect(resolveOptions<ProducerOptions>(PRODUCER_OPTIONS, {}, 'Producer').readTimeout).toBe(60_000);
+    expect(resolveOptions<ProducerOptions>(PRODUCER_OPTIONS, { heartbeatInterval: 5000, readTimeout: 7000 }, 'Producer').readTimeout).toBe(7000);
+  });
+
   it('require readTimeout >= heartbeatInterval', () => {
     expect(validationError(() => new Producer('127.0.0.1:4150', { heartbeatInterval: 30_000, readTimeout: 10_000 })).field).toBe('readTimeout');
   });

@@ -36,8 +36,8 @@ export const CONNECTION_OPTIONS = {
     doc: 'ms between nsqd heartbeats (answered with NOP); nsqd closes the connection after two missed NOPs.',
   },
   readTimeout: {
-    type: 'number', integer: true, default: 60_000, min: 100, max: 300_000,
-    doc: 'ms without any bytes from nsqd after which the connection is considered dead (missed heartbeats). Must be >= heartbeatInterval.',
+    type: 'number', integer: true, default: undefined, min: 100, max: 300_000,
+    doc: 'ms without any bytes from nsqd after which the connection is considered dead (missed heartbeats); default 2 x heartbeatInterval. Must be >= heartbeatInterval.',
   },
   dialTimeout: { type: 'number', integer: true, default: 1000, min: 10, max: 60_000, doc: 'ms allowed for the TCP connect; the handshake (IDENTIFY, TLS, AUTH) is bounded by readTimeout.' },
   outputBufferSize: {
@@ -237,6 +237,9 @@ export function resolveOptions<T>(table: OptionTable, input: object | undefined,
       checkOne(owner, name, spec, value);
     }
     out[name] = value;
+  }
+  if (out.readTimeout === undefined && typeof out.heartbeatInterval === 'number' && 'readTimeout' in table) {
+    out.readTimeout = 2 * out.heartbeatInterval;
   }
   if (typeof out.readTimeout === 'number' && typeof out.heartbeatInterval === 'number' && out.readTimeout < out.heartbeatInterval) {
     throw new NsqValidationError(
