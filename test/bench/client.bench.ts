@@ -25,7 +25,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import nsq, { type NsqjsMessage } from 'nsqjs';
-import { Consumer, Producer, silentLogger } from '../../libs/nsq/src/index.js';
+import { Consumer, NsqdHttpClient, type NsqdTopicStats, Producer, silentLogger } from '../../libs/nsq/src/index.js';
 import { nsqBinary } from '../support/nsq-bin.js';
 import { type NsqdProcess, startNsqd, stopAll } from '../support/processes.js';
 import { sleep } from '../support/wait.js';
@@ -161,7 +161,11 @@ function parseArgs(argv: readonly string[]): Args {
 // nsqd helpers (HTTP API)
 
 class Nsqd {
-  constructor(readonly proc: NsqdProcess) {}
+  readonly http: NsqdHttpClient;
+
+  constructor(readonly proc: NsqdProcess) {
+    this.http = new NsqdHttpClient(proc.httpAddress, { timeoutMs: 10_000 });
+  }
 
   get tcpAddress(): string {
     return this.proc.tcpAddress;
@@ -170,55 +174,24 @@ class Nsqd {
     return this.proc.tcpPort;
   }
 
-  async post(path: string): Promise<void> {
-    const res = await fetch(`${this.proc.httpAddress}${path}`, { method: 'POST', signal: AbortSignal.timeout(10_000) });
-    const text = await res.text();
-    if (res.status !== 200) throw new Error(`nsqd POST ${path}: ${res.status} ${text}`);
-  }
-
   createTopic(topic: string): Promise<void> {
-    return this.post(`/topic/create?topic=${encodeURIComponent(topic)}`);
+    return this.http.createTopic(topic);
   }
 
   createChannel(topic: string, channel: string): Promise<void> {
-    return this.post(`/channel/create?topic=${encodeURIComponent(topic)}&channel=${encodeURIComponent(channel)}`);
+    return this.http.createChannel(topic, channel);
   }
 
   deleteTopic(topic: string): Promise<void> {
-    return this.post(`/topic/delete?topic=${encodeURIComponent(topic)}`);
+    return this.http.deleteTopic(topic);
   }
 
-  async topicStats(topic: string): Promise<TopicStats> {
-    const res = await fetch(`${this.proc.httpAddress}/stats?format=json&topic=${encodeURIComponent(topic)}`, {
-      signal: AbortSignal.timeout(10_000),
-    });
-    if (res.status !== 200) throw new Error(`nsqd /stats: ${res.status} ${await res.text()}`);
-    const body = (await res.json()) as { topics?: TopicStats[]; data?: { topics?: TopicStats[] } };
-    const topics = body.topics ?? body.data?.topics ?? [];
-    const found = topics.find((t) => t.topic_name === topic);
+  async topicStats(topic: string): Promise<NsqdTopicStats> {
+    const stats = await this.http.stats({ topic, includeClients: false });
+    const found = stats.topics.find((t) => t.topic_name === topic);
     if (!found) throw new Error(`nsqd /stats has no topic ${topic}`);
     return found;
   }
-}
-
-interface ChannelStats {
-  channel_name: string;
-  depth: number;
-  backend_depth: number;
-  in_flight_count: number;
-  deferred_count: number;
-  message_count: number;
-  requeue_count: number;
-  timeout_count: number;
-  client_count: number;
-}
-
-interface TopicStats {
-  topic_name: string;
-  depth: number;
-  backend_depth: number;
-  message_count: number;
-  channels: ChannelStats[];
 }
 
 // ---------------------------------------------------------------------------------------------
