@@ -347,8 +347,10 @@ export class Connection {
         return;
       case FrameType.Response:
         if (isHeartbeat(data)) {
-          this.write(encodeNop());
-          this.flush();
+          if (this.phase === 'ready') {
+            this.write(encodeNop());
+            this.flush();
+          }
         } else {
           this.delegate.onResponse(data);
         }

@@ -11,6 +11,9 @@ import { Message, type MessageResponder } from './message.js';
 import { CONSUMER_OPTIONS, type ConnectionOptions, type RequeueDelay, connectionOptionsOf, resolveOptions } from './options.js';
 import { planRdy } from './rdy.js';
 
+/** Consecutive lookupd polls an nsqd must be missing from before the consumer drops it. */
+const LOOKUP_MISSES_BEFORE_REMOVAL = 2;
+
 export type MessageHandler = (message: Message) => void | Promise<void>;
 
 export interface ConsumerOptions extends ConnectionOptions {
@@ -76,7 +79,13 @@ class Subscription implements MessageResponder {
   }
 
   requeue(message: Message, delayMs: number | undefined, backoff: boolean): void {
-    const command = message.encodeReq(delayMs ?? this.consumer.requeueDelayFor(message.attempts));
+    // A negative or missing delay means the consumer's default (go-nsq's Requeue(-1)); never throw here,
+    // or the message would stay unanswered.
+    const delay =
+      delayMs !== undefined && Number.isFinite(delayMs) && delayMs >= 0
+        ? Math.round(delayMs)
+        : this.consumer.requeueDelayFor(message.attempts);
+    const command = message.encodeReq(delay);
     // Backoff's RDY 0 goes out before the REQ, so nsqd cannot redeliver inside the backoff window.
     this.consumer.onRequeued(backoff);
     this.send(command);
@@ -127,6 +136,8 @@ export class Consumer extends EventEmitter {
   private readonly direct: Set<string>;
   private readonly reconnectTimers = new Map<string, NodeJS.Timeout>();
   private readonly connecting = new Set<string>();
+  /** Connections between connect() and a confirmed SUB; close() destroys them. */
+  private readonly handshaking = new Set<Connection>();
   private readonly backoff: BackoffPolicy;
   private backoffTimer: NodeJS.Timeout | undefined;
   /** After a backoff wait: one connection gets RDY 1 and the next result decides. */
@@ -134,7 +145,8 @@ export class Consumer extends EventEmitter {
   private rotationTimer: NodeJS.Timeout | undefined;
   private rdyCursor = 0;
   private poller: LookupdPoller | undefined;
-  private readonly waiting: Message[] = [];
+  /** Delivered messages waiting for a free handler slot (concurrency < maxInFlight). */
+  private readonly waiting: Array<{ message: Message; sub: Subscription }> = [];
   private waitingHead = 0;
   private running = 0;
   private readonly concurrency: number;
@@ -220,9 +232,21 @@ export class Consumer extends EventEmitter {
   /** @internal */
   requeueDelayFor(attempts: number): number {
     const r = this.options.requeueDelay;
-    if (typeof r === 'function') return Math.max(0, Math.round(r(attempts)));
+    const fallback = (): number => requeueDelayFor(attempts, this.options.defaultRequeueDelay, this.options.maxRequeueDelay);
     if (typeof r === 'number') return r;
-    return requeueDelayFor(attempts, this.options.defaultRequeueDelay, this.options.maxRequeueDelay);
+    if (typeof r !== 'function') return fallback();
+    let value: number;
+    try {
+      value = r(attempts);
+    } catch (error) {
+      this.options.logger.error(`consumer ${this.topic}/${this.channel}: requeueDelay threw (${String(error)}); using the default delay`);
+      return fallback();
+    }
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      this.options.logger.error(`consumer ${this.topic}/${this.channel}: requeueDelay returned ${String(value)}; using the default delay`);
+      return fallback();
+    }
+    return Math.round(value);
   }
 
   /** @internal */
@@ -253,6 +277,7 @@ export class Consumer extends EventEmitter {
     clearInterval(this.rotationTimer);
     for (const t of this.reconnectTimers.values()) clearTimeout(t);
     this.reconnectTimers.clear();
+    for (const c of this.handshaking) c.destroy(undefined);
     for (const s of this.subscriptions.values()) {
       if (s.subscribed && s.connection.isReady) s.connection.write(encodeCls());
     }
@@ -280,8 +305,8 @@ export class Consumer extends EventEmitter {
 
   private drainWaiting(): void {
     while (this.waitingHead < this.waiting.length) {
-      const m = this.waiting[this.waitingHead++]!;
-      m.requeue(0, { backoff: false });
+      const { message } = this.waiting[this.waitingHead++]!;
+      message.requeue(0, { backoff: false });
     }
     this.waiting.length = 0;
     this.waitingHead = 0;
@@ -290,6 +315,7 @@ export class Consumer extends EventEmitter {
   private onLookup(found: Set<string>): void {
     if (this.closing) return;
     for (const address of found) {
+      this.lookupMisses.delete(address);
       if (!this.wanted.has(address)) {
         this.wanted.add(address);
         const connecting = this.connectTo(address);
@@ -298,7 +324,14 @@ export class Consumer extends EventEmitter {
     }
     for (const address of [...this.wanted]) {
       if (found.has(address) || this.direct.has(address)) continue;
-      // Gone from every lookupd: stop taking messages there and close once its messages are answered.
+      // Gone from every lookupd twice in a row (one miss can be a lookupd that just restarted and
+      // has not heard from its nsqd yet): stop taking messages there, close once they are answered.
+      const misses = (this.lookupMisses.get(address) ?? 0) + 1;
+      if (misses < LOOKUP_MISSES_BEFORE_REMOVAL) {
+        this.lookupMisses.set(address, misses);
+        continue;
+      }
+      this.lookupMisses.delete(address);
       this.wanted.delete(address);
       clearTimeout(this.reconnectTimers.get(address));
       this.reconnectTimers.delete(address);
@@ -326,14 +359,20 @@ export class Consumer extends EventEmitter {
       onClose: (error) => this.onConnectionClosed(sub, address, error),
     });
     const sub = new Subscription(address, connection, this);
+    this.handshaking.add(connection);
     try {
       await connection.connect();
+      if (this.closing) {
+        await connection.close();
+        return;
+      }
       this.subscriptions.set(address, sub);
       const subscribed = new Promise<void>((resolve, reject) => {
         this.pendingSub.set(sub, { resolve, reject });
       });
       connection.write(encodeSub(this.topic, this.channel));
       await subscribed;
+      if (!connection.isReady) throw new NsqConnectionError(`nsqd at ${address} closed the connection right after SUB`);
       sub.subscribed = true;
       this.failureCounts.delete(address);
       this.emit('connect', address);
@@ -352,10 +391,12 @@ export class Consumer extends EventEmitter {
       this.scheduleReconnect(address);
     } finally {
       this.connecting.delete(address);
+      this.handshaking.delete(connection);
     }
   }
 
   private readonly failureCounts = new Map<string, number>();
+  private readonly lookupMisses = new Map<string, number>();
   private readonly pendingSub = new Map<Subscription, { resolve(): void; reject(error: Error): void }>();
 
   private scheduleReconnect(address: string): void {
@@ -433,7 +474,7 @@ export class Consumer extends EventEmitter {
       return;
     }
     if (this.running < this.concurrency) this.run(message);
-    else this.waiting.push(message);
+    else this.waiting.push({ message, sub });
   }
 
   private run(message: Message): void {
@@ -484,13 +525,24 @@ export class Consumer extends EventEmitter {
         message.requeue(undefined, { backoff: true });
       }
     }
-    if (this.waitingHead < this.waiting.length && this.running < this.concurrency && !this.closing) {
-      const next = this.waiting[this.waitingHead++]!;
+    while (this.waitingHead < this.waiting.length && this.running < this.concurrency && !this.closing) {
+      const { message: next, sub } = this.waiting[this.waitingHead]!;
+      this.waiting[this.waitingHead++] = undefined as unknown as { message: Message; sub: Subscription };
       if (this.waitingHead === this.waiting.length) {
         this.waiting.length = 0;
         this.waitingHead = 0;
+      } else if (this.waitingHead > 1024 && this.waitingHead * 2 > this.waiting.length) {
+        this.waiting.splice(0, this.waitingHead);
+        this.waitingHead = 0;
       }
-      this.run(next);
+      if (sub.connection.isReady) {
+        this.run(next);
+        return;
+      }
+      // Its connection is gone: nsqd redelivers it after its timeout, so handling it now would only duplicate work.
+      sub.inFlight--;
+      this.unanswered--;
+      this.handlerDone();
     }
   }
 

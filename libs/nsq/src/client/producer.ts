@@ -277,7 +277,7 @@ export class Producer extends EventEmitter {
     }
     this.queue.length = 0;
     this.queueHead = 0;
-    this.queue.push(...keep);
+    for (const txn of keep) this.queue.push(txn);
     this.emitError(error);
     if (keep.length > 0) this.scheduleReconnect();
   }
@@ -357,8 +357,12 @@ export class Producer extends EventEmitter {
     this.inflight.length = 0;
     this.inflightHead = 0;
     if (retry.length > 0) {
-      this.queue.splice(0, this.queueHead, ...retry);
+      // Retried publishes go first, in their original order (no spread: the lists can be long).
+      const rest = this.queue.slice(this.queueHead);
+      this.queue.length = 0;
       this.queueHead = 0;
+      for (const txn of retry) this.queue.push(txn);
+      for (const txn of rest) this.queue.push(txn);
     }
     this.emit('close', error);
     if (error) this.emitError(error);
