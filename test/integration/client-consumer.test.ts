@@ -8,7 +8,7 @@ import { Consumer, type ConsumerInput } from '../../libs/nsq/src/client/consumer
 import { LookupdHttpClient } from '../../libs/nsq/src/client/http.js';
 import { silentLogger } from '../../libs/nsq/src/client/logger.js';
 import type { Message } from '../../libs/nsq/src/client/message.js';
-import { Producer } from '../../libs/nsq/src/client/producer.js';
+import type { Producer } from '../../libs/nsq/src/client/producer.js';
 import { NsqMessageStateError } from '../../libs/nsq/src/protocol/errors.js';
 import {
   Cleanup,
@@ -28,9 +28,7 @@ import { sleep, waitFor } from '../support/wait.js';
 const TEST_TIMEOUT = 30_000;
 const cleanup = new Cleanup();
 
-function producerFor(nsqd: NsqdProcess): Producer {
-  return cleanup.track(new Producer(nsqd.tcpAddress, { logger: silentLogger }));
-}
+const producerFor = (nsqd: NsqdProcess): Producer => cleanup.producer(nsqd);
 
 function consumerFor(nsqd: NsqdProcess, options: Partial<ConsumerInput> & Pick<ConsumerInput, 'topic' | 'handler'>): Consumer {
   return cleanup.track(new Consumer({ channel: 'ch', nsqdTCPAddresses: [nsqd.tcpAddress], logger: silentLogger, ...options }));

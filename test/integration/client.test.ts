@@ -7,7 +7,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { randomBytes } from 'node:crypto';
 import { Consumer, type ConsumerInput } from '../../libs/nsq/src/client/consumer.js';
 import { silentLogger } from '../../libs/nsq/src/client/logger.js';
-import { Producer, type ProducerInput } from '../../libs/nsq/src/client/producer.js';
+import type { Producer} from '../../libs/nsq/src/client/producer.js';
+import { type ProducerInput } from '../../libs/nsq/src/client/producer.js';
 import { NsqdHttpClient } from '../../libs/nsq/src/client/http.js';
 import {
   NsqBackpressureError,
@@ -38,9 +39,7 @@ import { sleep, waitFor } from '../support/wait.js';
 const TEST_TIMEOUT = 30_000;
 const cleanup = new Cleanup();
 
-function producerFor(nsqd: NsqdProcess, options: ProducerInput = {}): Producer {
-  return cleanup.track(new Producer(nsqd.tcpAddress, { logger: silentLogger, ...options }));
-}
+const producerFor = (nsqd: NsqdProcess, options: ProducerInput = {}): Producer => cleanup.producer(nsqd, options);
 
 /** A started consumer that records every delivery (and FINs it by returning). */
 async function collect(

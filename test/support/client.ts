@@ -4,7 +4,8 @@
  * every producer and consumer a test made, even when the test failed half-way.
  */
 import type { Message } from '../../libs/nsq/src/client/message.js';
-import type { NsqLogger } from '../../libs/nsq/src/client/logger.js';
+import { type NsqLogger, silentLogger } from '../../libs/nsq/src/client/logger.js';
+import { Producer, type ProducerInput } from '../../libs/nsq/src/client/producer.js';
 import {
   NsqdHttpClient,
   type NsqdChannelStats,
@@ -88,6 +89,11 @@ export class Cleanup {
   track<T extends { close(): unknown }>(x: T): T {
     this.items.push(() => x.close());
     return x;
+  }
+
+  /** A silent Producer for `nsqd`, closed by run(). */
+  producer(nsqd: { tcpAddress: string }, options: ProducerInput = {}): Producer {
+    return this.track(new Producer(nsqd.tcpAddress, { logger: silentLogger, ...options }));
   }
 
   add(fn: () => unknown): void {

@@ -139,10 +139,6 @@ export class Connection {
     return this.phase === 'ready';
   }
 
-  get isClosed(): boolean {
-    return this.phase === 'closed' || this.phase === 'closing';
-  }
-
   get maxRdyCount(): number {
     return this.identity.max_rdy_count;
   }

@@ -64,7 +64,6 @@ class Subscription implements MessageResponder {
   lastMessageAt = 0;
   subscribed = false;
   closing = false;
-  failures = 0;
 
   constructor(
     readonly address: string,

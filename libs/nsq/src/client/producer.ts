@@ -7,7 +7,7 @@ import {
   NsqServerError,
   NsqValidationError,
 } from '../protocol/errors.js';
-import { Connection, type ConnectionDelegate } from './connection.js';
+import { Connection, type ConnectionDelegate, parseAddress } from './connection.js';
 import { PRODUCER_OPTIONS, type ProducerOptions, connectionOptionsOf, resolveOptions } from './options.js';
 import { reconnectDelay } from './backoff.js';
 
@@ -66,8 +66,7 @@ export class Producer extends EventEmitter {
     super();
     this.options = resolveOptions<ProducerOptions>(PRODUCER_OPTIONS, options, 'Producer');
     this.address = address;
-    // Validates the address now rather than on the first publish.
-    new Connection(address, connectionOptionsOf(this.options), NOOP_DELEGATE);
+    parseAddress(address, 'nsqd address'); // fail now rather than on the first publish
   }
 
   /** Connects now (publishing connects lazily). Rejects if nsqd cannot be reached. */
@@ -389,9 +388,3 @@ export class Producer extends EventEmitter {
 
 const noop = (): void => undefined;
 
-const NOOP_DELEGATE: ConnectionDelegate = {
-  onMessage: () => undefined,
-  onResponse: () => undefined,
-  onServerError: () => undefined,
-  onClose: () => undefined,
-};
