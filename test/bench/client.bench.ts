@@ -22,13 +22,28 @@
  * (127.0.0.1, OS-picked ports, temp --data-path, --mem-queue-size=1000000) and killed by PID at the
  * end, on failure and on SIGINT/SIGTERM.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import nsq, { type NsqjsMessage } from 'nsqjs';
-import { Consumer, NsqdHttpClient, type NsqdTopicStats, Producer, silentLogger } from '../../libs/nsq/src/index.js';
-import { nsqBinary } from '../support/nsq-bin.js';
-import { type NsqdProcess, startNsqd, stopAll } from '../support/processes.js';
-import { sleep } from '../support/wait.js';
+import { Producer, silentLogger } from '../../libs/nsq/src/index.js';
+import { startNsqd } from '../support/processes.js';
+import {
+  consumeWithOurs,
+  errorsOf,
+  fmtRate,
+  mpubWithOurs,
+  Nsqd,
+  once,
+  prefillChannel,
+  progress,
+  runGo,
+  runMain,
+  slidingWindow,
+  summarize,
+  table,
+  verifyConsumed,
+  verifyPublished,
+  withTimeout,
+} from './bench-util.js';
 
 type Workload = 'pub' | 'pub-single' | 'mpub' | 'consume';
 type Client = 'ours' | 'nsqjs';
@@ -42,8 +57,6 @@ const LABELS: Record<Workload, string> = {
   mpub: 'MPUB x{batch} ({batches} outstanding)',
   consume: 'consume (maxInFlight {maxInFlight})',
 };
-/** Bound for one measurement; a stalled client fails the run instead of hanging it. */
-const MEASURE_TIMEOUT_MS = 120_000;
 
 interface Args {
   messages: number;
@@ -158,43 +171,6 @@ function parseArgs(argv: readonly string[]): Args {
 }
 
 // ---------------------------------------------------------------------------------------------
-// nsqd helpers (HTTP API)
-
-class Nsqd {
-  readonly http: NsqdHttpClient;
-
-  constructor(readonly proc: NsqdProcess) {
-    this.http = new NsqdHttpClient(proc.httpAddress, { timeoutMs: 10_000 });
-  }
-
-  get tcpAddress(): string {
-    return this.proc.tcpAddress;
-  }
-  get tcpPort(): number {
-    return this.proc.tcpPort;
-  }
-
-  createTopic(topic: string): Promise<void> {
-    return this.http.createTopic(topic);
-  }
-
-  createChannel(topic: string, channel: string): Promise<void> {
-    return this.http.createChannel(topic, channel);
-  }
-
-  deleteTopic(topic: string): Promise<void> {
-    return this.http.deleteTopic(topic);
-  }
-
-  async topicStats(topic: string): Promise<NsqdTopicStats> {
-    const stats = await this.http.stats({ topic, includeClients: false });
-    const found = stats.topics.find((t) => t.topic_name === topic);
-    if (!found) throw new Error(`nsqd /stats has no topic ${topic}`);
-    return found;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // measurement plumbing
 
 interface Context {
@@ -207,83 +183,6 @@ interface Context {
 
 function freshTopic(ctx: Context, workload: Workload, client: Client | 'go'): string {
   return `bench_${workload}_${client}_${process.pid}_${ctx.seq++}`;
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string, ms = MEASURE_TIMEOUT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function once(emitter: NodeJS.EventEmitter, event: string, what: string, ms = 10_000): Promise<unknown[]> {
-  return withTimeout(
-    new Promise<unknown[]>((resolve, reject) => {
-      const onEvent = (...values: unknown[]): void => {
-        emitter.off('error', onError);
-        resolve(values);
-      };
-      const onError = (error: unknown): void => {
-        emitter.off(event, onEvent);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      };
-      emitter.once(event, onEvent);
-      if (event !== 'error') emitter.once('error', onError);
-    }),
-    what,
-    ms,
-  );
-}
-
-/**
- * Runs `count` operations keeping `window` outstanding: `start(onDone)` begins one operation and
- * must call `onDone(error?)` exactly once when it completes.
- */
-function slidingWindow(count: number, window: number, start: (onDone: (error?: Error | null) => void) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let started = 0;
-    let done = 0;
-    let failed = false;
-    const onDone = (error?: Error | null): void => {
-      if (failed) return;
-      if (error) {
-        failed = true;
-        reject(error);
-        return;
-      }
-      done++;
-      if (started < count) {
-        started++;
-        start(onDone);
-      } else if (done === count) {
-        resolve();
-      }
-    };
-    const first = Math.min(window, count);
-    for (let i = 0; i < first; i++) {
-      started++;
-      start(onDone);
-    }
-    if (count === 0) resolve();
-  });
-}
-
-/** After a publish workload: nsqd must hold exactly `expected` messages on the topic. */
-async function verifyPublished(ctx: Context, topic: string, expected: number, who: string): Promise<void> {
-  const stats = await ctx.nsqd.topicStats(topic);
-  if (stats.message_count !== expected) {
-    throw new Error(`${who}: nsqd counted ${stats.message_count} messages on ${topic}, expected ${expected}`);
-  }
-  if (stats.backend_depth > 0) warn(`${who}: ${stats.backend_depth} messages spilled to disk on ${topic} (raise --mem-queue-size)`);
-}
-
-function warn(text: string): void {
-  process.stderr.write(`warning: ${text}\n`);
-}
-
-function progress(text: string): void {
-  process.stderr.write(`${text}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,7 +207,7 @@ async function pubOurs(ctx: Context, count: number, coalescePublishes = true): P
       'ours pub',
     );
     const ms = performance.now() - t0;
-    await verifyPublished(ctx, topic, count, 'ours pub');
+    await verifyPublished(ctx.nsqd, topic, count, 'ours pub');
     return (count / ms) * 1000;
   } finally {
     await producer.close();
@@ -333,17 +232,6 @@ async function closeWriter(writer: InstanceType<typeof nsq.Writer>): Promise<voi
   await closed;
 }
 
-/** Rejects as soon as the nsqjs emitter reports an error, in parallel with the workload. */
-function errorsOf(emitter: NodeJS.EventEmitter, who: string): { promise: Promise<never>; dispose(): void } {
-  let onError: (error: unknown) => void = () => undefined;
-  const promise = new Promise<never>((_, reject) => {
-    onError = (error: unknown) => reject(new Error(`${who}: ${error instanceof Error ? error.message : String(error)}`));
-    emitter.on('error', onError);
-  });
-  promise.catch(() => undefined);
-  return { promise, dispose: () => emitter.off('error', onError) };
-}
-
 async function pubNsqjs(ctx: Context, count: number): Promise<number> {
   const { nsqd, body, args } = ctx;
   const topic = freshTopic(ctx, 'pub', 'nsqjs');
@@ -360,7 +248,7 @@ async function pubNsqjs(ctx: Context, count: number): Promise<number> {
       'nsqjs pub',
     );
     const ms = performance.now() - t0;
-    await verifyPublished(ctx, topic, count, 'nsqjs pub');
+    await verifyPublished(ctx.nsqd, topic, count, 'nsqjs pub');
     return (count / ms) * 1000;
   } finally {
     errors.dispose();
@@ -376,21 +264,9 @@ async function mpubOurs(ctx: Context, count: number): Promise<number> {
   const { nsqd, batch, args } = ctx;
   const topic = freshTopic(ctx, 'mpub', 'ours');
   await nsqd.createTopic(topic);
-  const producer = new Producer(nsqd.tcpAddress, { logger: silentLogger });
   try {
-    await producer.connect();
-    const t0 = performance.now();
-    await withTimeout(
-      slidingWindow(count / args.batch, args.batches, (onDone) => {
-        producer.publishMany(topic, batch).then(() => onDone(), onDone);
-      }),
-      'ours mpub',
-    );
-    const ms = performance.now() - t0;
-    await verifyPublished(ctx, topic, count, 'ours mpub');
-    return (count / ms) * 1000;
+    return await mpubWithOurs(nsqd, topic, batch, count, args.batches, 'ours mpub');
   } finally {
-    await producer.close();
     await nsqd.deleteTopic(topic).catch(() => undefined);
   }
 }
@@ -411,7 +287,7 @@ async function mpubNsqjs(ctx: Context, count: number): Promise<number> {
       'nsqjs mpub',
     );
     const ms = performance.now() - t0;
-    await verifyPublished(ctx, topic, count, 'nsqjs mpub');
+    await verifyPublished(ctx.nsqd, topic, count, 'nsqjs mpub');
     return (count / ms) * 1000;
   } finally {
     errors.dispose();
@@ -427,90 +303,17 @@ const CHANNEL = 'bench';
 
 /** A fresh topic with its channel, holding `count` messages in memory (published with our MPUB). */
 async function prefill(ctx: Context, client: Client, count: number): Promise<string> {
-  const { nsqd, batch, args } = ctx;
   const topic = freshTopic(ctx, 'consume', client);
-  await nsqd.createTopic(topic);
-  await nsqd.createChannel(topic, CHANNEL);
-  const producer = new Producer(nsqd.tcpAddress, { logger: silentLogger });
-  try {
-    await producer.connect();
-    await withTimeout(
-      slidingWindow(count / args.batch, 20, (onDone) => {
-        producer.publishMany(topic, batch).then(() => onDone(), onDone);
-      }),
-      'prefill',
-    );
-  } finally {
-    await producer.close();
-  }
-  // The topic's pump moves the messages to the channel asynchronously: wait until all are there.
-  const deadline = Date.now() + 30_000;
-  while (true) {
-    const stats = await nsqd.topicStats(topic);
-    const channel = stats.channels.find((c) => c.channel_name === CHANNEL);
-    if (channel && channel.depth === count) {
-      if (channel.backend_depth > 0) warn(`prefill: ${channel.backend_depth} messages spilled to disk on ${topic}`);
-      return topic;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`prefill: channel ${topic}/${CHANNEL} has depth ${channel?.depth ?? 'none'}, expected ${count}`);
-    }
-    await sleep(20);
-  }
-}
-
-/** After consuming: nothing left, nothing in flight, nothing requeued or timed out. */
-async function verifyConsumed(ctx: Context, topic: string, who: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (true) {
-    const stats = await ctx.nsqd.topicStats(topic);
-    const c = stats.channels.find((ch) => ch.channel_name === CHANNEL);
-    if (!c) throw new Error(`${who}: channel ${topic}/${CHANNEL} is gone`);
-    if (c.requeue_count > 0 || c.timeout_count > 0) {
-      throw new Error(`${who}: nsqd reports ${c.requeue_count} requeued / ${c.timeout_count} timed-out messages on ${topic}/${CHANNEL}`);
-    }
-    // FINs written before the timer stopped may still be in nsqd's read buffer for a moment.
-    if (c.depth === 0 && c.in_flight_count === 0 && c.deferred_count === 0) return;
-    if (Date.now() > deadline) {
-      throw new Error(`${who}: channel ${topic}/${CHANNEL} still has depth ${c.depth}, in flight ${c.in_flight_count}, deferred ${c.deferred_count}`);
-    }
-    await sleep(20);
-  }
+  await prefillChannel(ctx.nsqd, topic, CHANNEL, ctx.batch, count);
+  return topic;
 }
 
 async function consumeOurs(ctx: Context, count: number): Promise<number> {
   const topic = await prefill(ctx, 'ours', count);
-  let received = 0;
-  let signalDone: () => void = () => undefined;
-  const allDone = new Promise<void>((resolve) => (signalDone = resolve));
-  const consumer = new Consumer({
-    topic,
-    channel: CHANNEL,
-    nsqdTCPAddresses: [ctx.nsqd.tcpAddress],
-    maxInFlight: ctx.args.maxInFlight,
-    ...(ctx.args.outputBufferTimeout === undefined ? {} : { outputBufferTimeout: ctx.args.outputBufferTimeout }),
-    logger: silentLogger,
-    handler: () => {
-      // resolve → FIN
-      if (++received === count) setImmediate(signalDone);
-    },
-  });
-  const errors = errorsOf(consumer, 'ours consume');
   try {
-    const t0 = performance.now();
-    await consumer.start();
-    await withTimeout(Promise.race([allDone, errors.promise]), `ours consume (received ${received})`);
-    const ms = performance.now() - t0;
-    const stats = consumer.stats();
-    if (stats.finished !== count || stats.requeued !== 0) {
-      throw new Error(`ours consume: finished ${stats.finished}, requeued ${stats.requeued}, expected ${count} finished`);
-    }
-    await verifyConsumed(ctx, topic, 'ours consume');
-    if (received !== count) throw new Error(`ours consume: received ${received} messages, expected ${count}`);
-    return (count / ms) * 1000;
+    const { maxInFlight, outputBufferTimeout } = ctx.args;
+    return await consumeWithOurs(ctx.nsqd, topic, CHANNEL, count, { maxInFlight, outputBufferTimeout }, 'ours consume');
   } finally {
-    errors.dispose();
-    await consumer.close();
     await ctx.nsqd.deleteTopic(topic).catch(() => undefined);
   }
 }
@@ -537,7 +340,7 @@ async function consumeNsqjs(ctx: Context, count: number): Promise<number> {
     reader.connect();
     await withTimeout(Promise.race([allDone, errors.promise]), `nsqjs consume (received ${received})`);
     const ms = performance.now() - t0;
-    await verifyConsumed(ctx, topic, 'nsqjs consume');
+    await verifyConsumed(ctx.nsqd, topic, CHANNEL, 'nsqjs consume');
     if (received !== count) throw new Error(`nsqjs consume: received ${received} messages, expected ${count}`);
     return (count / ms) * 1000;
   } finally {
@@ -559,27 +362,6 @@ const RUNNERS: Record<Workload, Record<Client, (ctx: Context, count: number) => 
 
 // ---------------------------------------------------------------------------------------------
 // the official Go benchmarks (optional, for scale)
-
-const goChildren = new Set<ChildProcess>();
-
-function runGo(name: 'bench_writer' | 'bench_reader', argv: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(nsqBinary(name), argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    goChildren.add(child);
-    let out = '';
-    child.stdout?.setEncoding('utf8').on('data', (s: string) => (out += s));
-    child.stderr?.setEncoding('utf8').on('data', (s: string) => (out += s));
-    child.once('error', (error) => {
-      goChildren.delete(child);
-      reject(error);
-    });
-    child.once('exit', (code, signal) => {
-      goChildren.delete(child);
-      if (code === 0) resolve(out);
-      else reject(new Error(`${name} exited with ${code ?? signal}: ${out.trim()}`));
-    });
-  });
-}
 
 async function goBench(ctx: Context): Promise<string[]> {
   const { nsqd, args } = ctx;
@@ -614,27 +396,6 @@ interface Figure {
   peer: 'nsqjs';
   peerValue: number;
   ratio: number;
-}
-
-function summarize(values: readonly number[], stat: 'best' | 'median'): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (stat === 'best') return sorted[sorted.length - 1]!;
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function fmtRate(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows
-    .map((r, ri) => {
-      const line = r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
-      return ri === 0 ? `${line}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
-    })
-    .join('\n');
 }
 
 async function main(): Promise<number> {
@@ -710,43 +471,4 @@ async function main(): Promise<number> {
   return args.strict && missed.length > 0 ? 1 : 0;
 }
 
-let cleaningUp: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaningUp ??= (async () => {
-    for (const child of goChildren) {
-      if (child.pid !== undefined && child.exitCode === null) {
-        try {
-          process.kill(child.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    }
-    await stopAll();
-  })();
-  return cleaningUp;
-}
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`\n${signal}: stopping nsqd\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-main().then(
-  async (code) => {
-    await cleanup();
-    process.exitCode = code;
-    // Everything is closed by now, so the process exits by itself. If a handle leaked, say which.
-    setTimeout(() => {
-      process.stderr.write(`error: the benchmark did not exit; open handles: ${process.getActiveResourcesInfo().join(', ')}\n`);
-      process.exit(1);
-    }, 5000).unref();
-  },
-  async (error: unknown) => {
-    process.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    await cleanup().catch(() => undefined);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -5,6 +5,10 @@
  * `describeWithNsq` wraps `describe` for suites that need them: when a binary is missing it fails
  * in CI (CI=true) and skips with a console warning locally. No runtime import of @jest/globals here,
  * so this module (and processes.ts) can also be used outside Jest (benchmarks).
+ *
+ * The same suites can run against our TypeScript broker (apps/broker, built into dist/): an `Impl`
+ * is 'go' (the official binaries) or 'ts' (node dist/apps/broker/src/main.js --role nsqd|lookupd),
+ * and `describeEachImpl` runs a suite once per impl.
  */
 import { accessSync, constants, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -95,5 +99,65 @@ export function describeWithNsq(
     // the warning says how to install them. CI never takes this branch (it fails above instead).
     console.warn(`SKIPPING "${name}": ${message}`);
     describe.skip(name, fn);
+  }
+}
+
+/** Which nsqd / nsqlookupd a test runs: the official Go binaries or our TypeScript broker. */
+export const IMPLS = ['go', 'ts'] as const;
+export type Impl = (typeof IMPLS)[number];
+
+export const BROKER_BUILD_HINT = 'run `npm run build` (`npm test` and `npm run test:integration` build first)';
+
+/** Where the built broker entry point lives (it may not exist yet). */
+export function brokerMainPath(): string {
+  return join(repoRoot(), 'dist', 'apps', 'broker', 'src', 'main.js');
+}
+
+/** The built broker entry point; throws (with the build hint) when dist/ lacks it. */
+export function brokerMain(): string {
+  const path = brokerMainPath();
+  if (!existsSync(path)) throw new Error(`TypeScript broker not built: ${path} is missing; ${BROKER_BUILD_HINT}`);
+  return path;
+}
+
+/**
+ * The impls to run: every one, or the comma-separated list in `$NSQ_IMPLS` (e.g. `NSQ_IMPLS=ts`
+ * while working on the broker). Unknown names throw rather than silently run nothing.
+ */
+export function selectedImpls(): Impl[] {
+  const fromEnv = process.env.NSQ_IMPLS;
+  if (!fromEnv) return [...IMPLS];
+  const names = fromEnv.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const name of names) {
+    if (!(IMPLS as readonly string[]).includes(name)) throw new Error(`NSQ_IMPLS: unknown impl "${name}"; use ${IMPLS.join(', ')}`);
+  }
+  return names as Impl[];
+}
+
+/**
+ * `describe.each` over the impls: `fn(impl)` declares the suite, which passes `impl` on to
+ * `startNsqd({ impl })` / `startNsqlookupd({ impl })`. The 'go' suite has `describeWithNsq`'s
+ * semantics for `binaries`; the 'ts' suite fails with the build hint when the broker is not built
+ * (building is part of `npm test`, so a missing dist/ is an error, not a reason to skip).
+ */
+export function describeEachImpl(
+  name: string,
+  fn: (impl: Impl) => void,
+  binaries: readonly NsqBinaryName[] = ['nsqd', 'nsqlookupd'],
+): void {
+  const { describe, it } = globalThis as unknown as { describe: typeof jestDescribe; it: typeof jestIt };
+  for (const impl of selectedImpls()) {
+    const title = `${name} [${impl}]`;
+    if (impl === 'go') {
+      describeWithNsq(title, () => fn('go'), binaries);
+    } else if (existsSync(brokerMainPath())) {
+      describe(title, () => fn('ts'));
+    } else {
+      describe(title, () => {
+        it('has the TypeScript broker built', () => {
+          brokerMain();
+        });
+      });
+    }
   }
 }

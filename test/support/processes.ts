@@ -1,6 +1,7 @@
 /**
- * Starts the official nsqd / nsqlookupd binaries for integration tests: bound to 127.0.0.1 on
- * OS-picked ports, nsqd with a fresh temp data dir. Every process is tracked; call `stopAll()` in
+ * Starts nsqd / nsqlookupd for integration tests: the official binaries (`impl: 'go'`, the default)
+ * or our TypeScript broker (`impl: 'ts'`: node dist/apps/broker/src/main.js --role nsqd|lookupd with
+ * the same Go-style flags), bound to 127.0.0.1 on OS-picked ports, nsqd with a fresh temp data dir. Every process is tracked; call `stopAll()` in
  * `afterAll` to kill whatever is still running. As a second line of defence each process gets a
  * tiny detached `sh` watchdog that SIGKILLs it (by PID) if the process that started it (the Jest
  * worker) dies without cleaning up, so no nsqd outlives the Jest run.
@@ -14,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nsqBinary } from './nsq-bin.js';
+import { brokerMain, type Impl, nsqBinary } from './nsq-bin.js';
 import { sleep } from './wait.js';
 
 const HOST = '127.0.0.1';
@@ -27,6 +28,8 @@ const MAX_LOG_CHARS = 4 * 1024 * 1024;
 const TERMINATING = new Set<NodeJS.Signals>(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGQUIT']);
 
 export interface NsqdOptions {
+  /** 'go' (default): the official nsqd; 'ts': our broker with --role nsqd. */
+  impl?: Impl;
   /** nsqlookupd TCP addresses ('127.0.0.1:port') to register with (`--lookupd-tcp-address`). */
   lookupdTcpAddresses?: string[];
   /** Extra command-line flags, e.g. ['--mem-queue-size=0', '--msg-timeout=2s']. */
@@ -41,6 +44,8 @@ export interface NsqdOptions {
 }
 
 export interface NsqlookupdOptions {
+  /** 'go' (default): the official nsqlookupd; 'ts': our broker with --role lookupd. */
+  impl?: Impl;
   args?: string[];
   tcpPort?: number;
   httpPort?: number;
@@ -60,6 +65,7 @@ const ownedTempDirs = new Set<string>();
 /** A running (or stopped) nsqd / nsqlookupd. Ports stay the same across `restart()`. */
 export class NsqProcess {
   readonly kind: Kind;
+  readonly impl: Impl;
   private readonly extraArgs: readonly string[];
   private readonly startTimeoutMs: number;
   private ports: { tcp: number; http: number; https: number | undefined };
@@ -70,8 +76,15 @@ export class NsqProcess {
   private logText = '';
   private logDropped = 0;
 
-  protected constructor(kind: Kind, extraArgs: readonly string[], ports: { tcp?: number; http?: number }, startTimeoutMs?: number) {
+  protected constructor(
+    kind: Kind,
+    impl: Impl,
+    extraArgs: readonly string[],
+    ports: { tcp?: number; http?: number },
+    startTimeoutMs?: number,
+  ) {
     this.kind = kind;
+    this.impl = impl;
     this.extraArgs = extraArgs;
     this.ports = { tcp: ports.tcp ?? 0, http: ports.http ?? 0, https: undefined };
     this.startTimeoutMs = startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
@@ -217,8 +230,9 @@ export class NsqProcess {
 
   protected async launch(): Promise<void> {
     if (this.running) throw new Error(`${this.kind} (pid ${this.pid}) is already running`);
-    const binary = nsqBinary(this.kind);
+    const { command, prefix, env } = this.command();
     const args = [
+      ...prefix,
       `--tcp-address=${HOST}:${this.ports.tcp}`,
       `--http-address=${HOST}:${this.ports.http}`,
       ...this.fixedArgs(),
@@ -232,7 +246,7 @@ export class NsqProcess {
     this.exitStatus = undefined;
     this.paused = false;
 
-    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.child = child;
     this.exitPromise = new Promise<ExitStatus>((resolve) => {
       const done = (status: ExitStatus): void => {
@@ -279,17 +293,31 @@ export class NsqProcess {
     }
   }
 
+  /** What to spawn for this impl. */
+  private command(): { command: string; prefix: string[]; env: NodeJS.ProcessEnv } {
+    if (this.impl === 'go') return { command: nsqBinary(this.kind), prefix: [], env: process.env };
+    // The broker reads NSQD_* / NSQLOOKUPD_* / BROKER_* from its environment, the Go binaries do
+    // not: leave them out so both impls run with exactly the flags the test gave.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(NSQD|NSQLOOKUPD|BROKER)_/.test(k)));
+    return { command: process.execPath, prefix: [brokerMain(), `--role=${this.kind === 'nsqd' ? 'nsqd' : 'lookupd'}`], env };
+  }
+
+  /** 'nsqd' or e.g. 'nsqd (ts broker)', for messages. */
+  get label(): string {
+    return this.impl === 'go' ? this.kind : `${this.kind} (ts broker)`;
+  }
+
   private checkStartProgress(since: number, deadline: number): void {
     if (this.exitStatus !== undefined) {
       const text = this.log(since);
       const message =
-        `${this.kind} exited during start (code ${this.exitStatus.code}, signal ${this.exitStatus.signal}); log:\n` +
+        `${this.label} exited during start (code ${this.exitStatus.code}, signal ${this.exitStatus.signal}); log:\n` +
         excerpt(text);
       if (/address already in use/i.test(text)) throw new AddressInUseError(message);
       throw new Error(message);
     }
     if (Date.now() >= deadline) {
-      throw new Error(`${this.kind} not ready within ${this.startTimeoutMs} ms; log:\n${excerpt(this.log(since))}`);
+      throw new Error(`${this.label} not ready within ${this.startTimeoutMs} ms; log:\n${excerpt(this.log(since))}`);
     }
   }
 
@@ -330,7 +358,7 @@ export class NsqdProcess extends NsqProcess {
 
   /** Use `startNsqd()`. */
   constructor(opts: NsqdOptions = {}) {
-    super('nsqd', opts.args ?? [], { tcp: opts.tcpPort, http: opts.httpPort }, opts.startTimeoutMs);
+    super('nsqd', opts.impl ?? 'go', opts.args ?? [], { tcp: opts.tcpPort, http: opts.httpPort }, opts.startTimeoutMs);
     if (opts.dataPath) {
       this.dataPath = opts.dataPath;
     } else {
@@ -357,7 +385,7 @@ export class NsqdProcess extends NsqProcess {
 export class NsqlookupdProcess extends NsqProcess {
   /** Use `startNsqlookupd()`. */
   constructor(opts: NsqlookupdOptions = {}) {
-    super('nsqlookupd', opts.args ?? [], { tcp: opts.tcpPort, http: opts.httpPort }, opts.startTimeoutMs);
+    super('nsqlookupd', opts.impl ?? 'go', opts.args ?? [], { tcp: opts.tcpPort, http: opts.httpPort }, opts.startTimeoutMs);
   }
 
   protected override fixedArgs(): string[] {
@@ -372,14 +400,14 @@ export class NsqlookupdProcess extends NsqProcess {
   }
 }
 
-/** Starts nsqd on 127.0.0.1 (OS-picked ports unless given) with `--broadcast-address=127.0.0.1`. */
+/** Starts nsqd (`impl`, default 'go') on 127.0.0.1 (OS-picked ports unless given) with `--broadcast-address=127.0.0.1`. */
 export async function startNsqd(opts: NsqdOptions = {}): Promise<NsqdProcess> {
   const nsqd = new NsqdProcess(opts);
   await nsqd.start();
   return nsqd;
 }
 
-/** Starts nsqlookupd on 127.0.0.1 (OS-picked ports unless given) with `--broadcast-address=127.0.0.1`. */
+/** Starts nsqlookupd (`impl`, default 'go') on 127.0.0.1 (OS-picked ports unless given) with `--broadcast-address=127.0.0.1`. */
 export async function startNsqlookupd(opts: NsqlookupdOptions = {}): Promise<NsqlookupdProcess> {
   const lookupd = new NsqlookupdProcess(opts);
   await lookupd.start();

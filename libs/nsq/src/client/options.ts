@@ -20,6 +20,8 @@ export interface OptionSpec {
   also?: readonly number[];
   /** The option has no default value and must be given. */
   required?: boolean;
+  /** An empty string is a valid value (it means "off", e.g. no HTTPS listener). */
+  allowEmpty?: boolean;
 }
 
 export type OptionTable = Readonly<Record<string, OptionSpec>>;
@@ -195,7 +197,7 @@ function checkOne(owner: string, name: string, spec: OptionSpec, value: unknown)
       if (typeof value !== 'boolean') fail('must be true or false');
       return;
     case 'string':
-      if (typeof value !== 'string' || value.length === 0) fail('must be a non-empty string');
+      if (typeof value !== 'string' || (value.length === 0 && !spec.allowEmpty)) fail('must be a non-empty string');
       return;
     case 'string[]':
       if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || v.length === 0)) fail('must be an array of non-empty strings');
