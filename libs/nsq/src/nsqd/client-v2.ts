@@ -59,6 +59,8 @@ export interface ClientHost {
 interface PendingRead {
   need: number;
   fn: (data: Buffer) => void;
+  /** The error nsqd sends when the client stops sending before this read completes. */
+  eof: [code: string, text: string];
 }
 
 /**
@@ -100,6 +102,8 @@ export class ClientV2 implements ChannelConsumer {
   private available = 0;
   private pendingRead: PendingRead | undefined;
   private busy = false;
+  /** The client half-closed: finish what was received, answer a cut-off command as nsqd does, close. */
+  private inputEnded = false;
   private closed = false;
   private ending = false;
   private out: Buffer[] = [];
@@ -109,6 +113,10 @@ export class ClientV2 implements ChannelConsumer {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readDeadline: NodeJS.Timeout | undefined;
   private readonly onInput = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onInputEnd = (): void => {
+    this.inputEnded = true;
+    this.process();
+  };
 
   constructor(
     readonly id: number,
@@ -130,6 +138,7 @@ export class ClientV2 implements ChannelConsumer {
       this.destroy();
     });
     socket.on('close', () => this.destroy());
+    socket.on('end', this.onInputEnd);
     socket.on('drain', () => {
       if (!this.closed) this.input.resume();
     });
@@ -195,26 +204,34 @@ export class ClientV2 implements ChannelConsumer {
     while (!this.closed && !this.ending && !this.busy) {
       const pending = this.pendingRead;
       if (pending !== undefined) {
-        if (this.available < pending.need) return;
+        if (this.available < pending.need) break;
         this.pendingRead = undefined;
         const data = this.take(pending.need);
         this.run(() => pending.fn(data));
         continue;
       }
-      if (this.available === 0) return;
+      if (this.available === 0) break;
       const nl = this.findNewline(Math.min(this.available, MAX_LINE));
       if (nl < 0) {
         if (this.available >= MAX_LINE) {
           this.host.logger.error(`[${this.remoteAddress}] - failed to read command - bufio: buffer full`);
           this.destroy();
+          return;
         }
-        return;
+        break;
       }
       let line = this.take(nl + 1);
       line = line.subarray(0, line.length - 1);
       if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, line.length - 1);
       const params = splitParams(line);
       this.run(() => this.exec(params));
+    }
+    if (this.inputEnded && !this.busy && !this.closed && !this.ending) {
+      // like nsqd's io.ReadFull hitting EOF: a cut-off body gets its error, a cut-off line nothing
+      const cut = this.pendingRead;
+      if (cut !== undefined) this.fail(new ProtocolError(cut.eof[0], cut.eof[1]));
+      else this.endGracefully();
+      return;
     }
     if (this.transport.writableLength > WRITE_HIGH_WATER) this.input.pause();
   }
@@ -235,8 +252,8 @@ export class ClientV2 implements ChannelConsumer {
     }
     const e = err as ProtocolError;
     this.host.logger.error(`[${this.remoteAddress}] - ${e.message}`);
-    this.sendFrame(FrameType.Error, Buffer.from(e.message));
-    if (e.fatal) this.endAfterFatal();
+    this.sendFrame(FrameType.Error, Buffer.from(e.message, 'latin1'));
+    if (e.fatal) this.endGracefully();
   }
 
   /**
@@ -244,7 +261,9 @@ export class ClientV2 implements ChannelConsumer {
    * reset and the error frame can be lost. We half-close instead, discard further input and
    * destroy the socket shortly after, so the client reliably reads the error.
    */
-  private endAfterFatal(): void {
+  private endGracefully(): void {
+    if (this.closed || this.ending) return;
+    this.flush();
     this.ending = true;
     this.pendingRead = undefined;
     this.chunks = [];
@@ -259,7 +278,7 @@ export class ClientV2 implements ChannelConsumer {
     const cmd = params[0]!.toString('latin1');
     if (cmd === 'IDENTIFY') return this.IDENTIFY(params);
     if (this.host.options.tlsRequired !== 'false' && !this.tls) {
-      throw new ProtocolError('E_INVALID', `cannot ${params[0]!.toString()} in current state (TLS required)`);
+      throw new ProtocolError('E_INVALID', `cannot ${params[0]!.toString('latin1')} in current state (TLS required)`);
     }
     switch (cmd) {
       case 'FIN':
@@ -285,16 +304,16 @@ export class ClientV2 implements ChannelConsumer {
       case 'AUTH':
         return this.AUTH(params);
     }
-    throw new ProtocolError('E_INVALID', `invalid command ${params[0]!.toString()}`);
+    throw new ProtocolError('E_INVALID', `invalid command ${params[0]!.toString('latin1')}`);
   }
 
   /** Reads a 4-byte big-endian int32 length, then calls `fn` with it. */
-  private readLen(fn: (len: number) => void): void {
-    this.pendingRead = { need: 4, fn: (data) => fn(data.readInt32BE(0)) };
+  private readLen(eof: PendingRead['eof'], fn: (len: number) => void): void {
+    this.pendingRead = { need: 4, fn: (data) => fn(data.readInt32BE(0)), eof };
   }
 
-  private readBody(len: number, fn: (body: Buffer) => void): void {
-    this.pendingRead = { need: len, fn };
+  private readBody(len: number, eof: PendingRead['eof'], fn: (body: Buffer) => void): void {
+    this.pendingRead = { need: len, fn, eof };
   }
 
   // ---- commands --------------------------------------------------------------------------------
@@ -303,10 +322,10 @@ export class ClientV2 implements ChannelConsumer {
     void params;
     if (this.state !== ClientState.Init) throw new ProtocolError('E_INVALID', 'cannot IDENTIFY in current state');
     const max = this.host.options.maxBodySize;
-    this.readLen((len) => {
+    this.readLen(['E_BAD_BODY', 'IDENTIFY failed to read body size'], (len) => {
       if (len > max) throw new ProtocolError('E_BAD_BODY', `IDENTIFY body too big ${len} > ${max}`);
       if (len <= 0) throw new ProtocolError('E_BAD_BODY', `IDENTIFY invalid body size ${len}`);
-      this.readBody(len, (body) => this.identify(body));
+      this.readBody(len, ['E_BAD_BODY', 'IDENTIFY failed to read body'], (body) => this.identify(body));
     });
   }
 
@@ -423,6 +442,7 @@ export class ClientV2 implements ChannelConsumer {
       this.input = tlsSocket;
       this.transport = tlsSocket;
       tlsSocket.on('data', this.onInput);
+      tlsSocket.on('end', this.onInputEnd);
       tlsSocket.on('drain', () => {
         if (!this.closed) this.input.resume();
       });
@@ -456,6 +476,9 @@ export class ClientV2 implements ChannelConsumer {
       inflate.write(chunk);
     });
     inflate.on('data', this.onInput);
+    inflate.on('end', this.onInputEnd);
+    transport.on('end', () => inflate.end());
+    transport.off('end', this.onInputEnd);
     const leftover = this.available > 0 ? Buffer.concat(this.chunks) : undefined;
     this.chunks = [];
     this.available = 0;
@@ -470,10 +493,10 @@ export class ClientV2 implements ChannelConsumer {
     if (this.state !== ClientState.Init) throw new ProtocolError('E_INVALID', 'cannot AUTH in current state');
     if (params.length !== 1) throw new ProtocolError('E_INVALID', 'AUTH invalid number of parameters');
     const max = this.host.options.maxBodySize;
-    this.readLen((len) => {
+    this.readLen(['E_BAD_BODY', 'AUTH failed to read body size'], (len) => {
       if (len > max) throw new ProtocolError('E_BAD_BODY', `AUTH body too big ${len} > ${max}`);
       if (len <= 0) throw new ProtocolError('E_BAD_BODY', `AUTH invalid body size ${len}`);
-      this.readBody(len, (body) => {
+      this.readBody(len, ['E_BAD_BODY', 'AUTH failed to read body'], (body) => {
         if (this.authState && this.authState.authorizations.length > 0) throw new ProtocolError('E_INVALID', 'AUTH already set');
         if (!this.host.authEnabled) throw new ProtocolError('E_AUTH_DISABLED', 'AUTH disabled');
         this.authSecret = body.toString();
@@ -551,9 +574,9 @@ export class ClientV2 implements ChannelConsumer {
     if (this.state !== ClientState.Init) throw new ProtocolError('E_INVALID', 'cannot SUB in current state');
     if (this.heartbeatInterval <= 0) throw new ProtocolError('E_INVALID', 'cannot SUB with heartbeats disabled');
     if (params.length < 3) throw new ProtocolError('E_INVALID', 'SUB insufficient number of parameters');
-    const topicName = params[1]!.toString();
+    const topicName = params[1]!.toString('latin1');
     if (!isValidTopicName(topicName)) throw new ProtocolError('E_BAD_TOPIC', `SUB topic name ${goQuote(topicName)} is not valid`);
-    const channelName = params[2]!.toString();
+    const channelName = params[2]!.toString('latin1');
     if (!isValidChannelName(channelName)) throw new ProtocolError('E_BAD_CHANNEL', `SUB channel name ${goQuote(channelName)} is not valid`);
     this.checkAuth('SUB', topicName, channelName, () => {
       const channel = this.host.subscribe(topicName, channelName, this);
@@ -572,7 +595,7 @@ export class ClientV2 implements ChannelConsumer {
     let count = 1;
     if (params.length > 1) {
       const parsed = parseBase10(params[1]!);
-      if (parsed === undefined) throw new ProtocolError('E_INVALID', `RDY could not parse count ${params[1]!.toString()}`);
+      if (parsed === undefined) throw new ProtocolError('E_INVALID', `RDY could not parse count ${params[1]!.toString('latin1')}`);
       const max = this.host.options.maxRdyCount;
       const asInt64 = BigInt.asIntN(64, parsed);
       if (asInt64 < 0n || asInt64 > BigInt(max)) throw new ProtocolError('E_INVALID', `RDY count ${asInt64} out of range 0-${max}`);
@@ -608,7 +631,7 @@ export class ClientV2 implements ChannelConsumer {
     if (params.length < 3) throw new ProtocolError('E_INVALID', 'REQ insufficient number of params');
     const id = this.messageId(params[1]);
     const parsed = parseBase10(params[2]!);
-    if (parsed === undefined) throw new ProtocolError('E_INVALID', `REQ could not parse timeout ${params[2]!.toString()}`);
+    if (parsed === undefined) throw new ProtocolError('E_INVALID', `REQ could not parse timeout ${params[2]!.toString('latin1')}`);
     const max = this.host.options.maxReqTimeout;
     const asInt64 = BigInt.asIntN(64, parsed * 1_000_000n) / 1_000_000n;
     let timeout = asInt64 < 0n ? 0 : asInt64 > BigInt(max) ? max : Number(asInt64);
@@ -648,7 +671,7 @@ export class ClientV2 implements ChannelConsumer {
 
   private publishTopic(cmd: string, params: Buffer[], minParams: number): string {
     if (params.length < minParams) throw new ProtocolError('E_INVALID', `${cmd} insufficient number of parameters`);
-    const topicName = params[1]!.toString();
+    const topicName = params[1]!.toString('latin1');
     if (!isValidTopicName(topicName)) {
       // nsqd 1.3.0's MPUB repeats the code in its text
       throw new ProtocolError('E_BAD_TOPIC', `${cmd === 'MPUB' ? 'E_BAD_TOPIC ' : ''}${cmd} topic name ${goQuote(topicName)} is not valid`);
@@ -658,11 +681,11 @@ export class ClientV2 implements ChannelConsumer {
 
   private readMessageBody(cmd: string, fn: (body: Buffer) => void): void {
     const max = this.host.options.maxMsgSize;
-    this.readLen((len) => {
+    this.readLen(['E_BAD_MESSAGE', `${cmd} failed to read message body size`], (len) => {
       if (len <= 0) throw new ProtocolError('E_BAD_MESSAGE', `${cmd} invalid message body size ${len}`);
       if (len > max) throw new ProtocolError('E_BAD_MESSAGE', `${cmd} message too big ${len} > ${max}`);
       // copy: the read chunk may be much larger than the body and would stay alive with it
-      this.readBody(len, (body) => fn(Buffer.from(body)));
+      this.readBody(len, ['E_BAD_MESSAGE', `${cmd} failed to read message body`], (body) => fn(Buffer.from(body)));
     });
   }
 
@@ -676,7 +699,7 @@ export class ClientV2 implements ChannelConsumer {
   private DPUB(params: Buffer[]): void {
     const topicName = this.publishTopic('DPUB', params, 3);
     const parsed = parseBase10(params[2]!);
-    if (parsed === undefined) throw new ProtocolError('E_INVALID', `DPUB could not parse timeout ${params[2]!.toString()}`);
+    if (parsed === undefined) throw new ProtocolError('E_INVALID', `DPUB could not parse timeout ${params[2]!.toString('latin1')}`);
     const max = this.host.options.maxReqTimeout;
     const durationNs = BigInt.asIntN(64, parsed * 1_000_000n);
     if (durationNs < 0n || durationNs > BigInt(max) * 1_000_000n) {
@@ -694,10 +717,10 @@ export class ClientV2 implements ChannelConsumer {
       // nsqd creates the topic before reading the body
       this.host.getTopic(topicName);
       const o = this.host.options;
-      this.readLen((bodyLen) => {
+      this.readLen(['E_BAD_BODY', 'MPUB failed to read body size'], (bodyLen) => {
         if (bodyLen <= 0) throw new ProtocolError('E_BAD_BODY', `MPUB invalid body size ${bodyLen}`);
         if (bodyLen > o.maxBodySize) throw new ProtocolError('E_BAD_BODY', `MPUB body too big ${bodyLen} > ${o.maxBodySize}`);
-        this.readLen((count) => {
+        this.readLen(['E_BAD_BODY', 'MPUB failed to read message count'], (count) => {
           const maxMessages = Math.floor((o.maxBodySize - 4) / 5);
           if (count <= 0 || count > maxMessages) throw new ProtocolError('E_BAD_BODY', `MPUB invalid message count ${count}`);
           const bodies: Buffer[] = [];
@@ -707,10 +730,10 @@ export class ClientV2 implements ChannelConsumer {
               return;
             }
             const i = bodies.length;
-            this.readLen((size) => {
+            this.readLen(['E_BAD_MESSAGE', `MPUB failed to read message(${i}) body size`], (size) => {
               if (size <= 0) throw new ProtocolError('E_BAD_MESSAGE', `MPUB invalid message(${i}) body size ${size}`);
               if (size > o.maxMsgSize) throw new ProtocolError('E_BAD_MESSAGE', `MPUB message too big ${size} > ${o.maxMsgSize}`);
-              this.readBody(size, (body) => {
+              this.readBody(size, ['E_BAD_MESSAGE', 'MPUB failed to read message body'], (body) => {
                 bodies.push(Buffer.from(body));
                 next();
               });
@@ -884,7 +907,7 @@ interface IdentifyData {
   msg_timeout?: number;
 }
 
-const IDENTIFY_TYPES: Record<string, 'string' | 'bool' | 'int'> = {
+const IDENTIFY_TYPES: Record<string, 'string' | 'bool' | 'int' | 'int32'> = {
   client_id: 'string',
   hostname: 'string',
   user_agent: 'string',
@@ -896,7 +919,7 @@ const IDENTIFY_TYPES: Record<string, 'string' | 'bool' | 'int'> = {
   snappy: 'bool',
   deflate: 'bool',
   deflate_level: 'int',
-  sample_rate: 'int',
+  sample_rate: 'int32',
   msg_timeout: 'int',
 };
 
@@ -906,8 +929,9 @@ const IDENTIFY_TYPES: Record<string, 'string' | 'bool' | 'int'> = {
  */
 function parseIdentify(body: Buffer): IdentifyData | undefined {
   let raw: unknown;
+  const text = body.toString();
   try {
-    raw = JSON.parse(body.toString());
+    raw = JSON.parse(text);
   } catch {
     return undefined;
   }
@@ -920,10 +944,29 @@ function parseIdentify(body: Buffer): IdentifyData | undefined {
     if (type === undefined || value === null) continue;
     if (type === 'string' && typeof value !== 'string') return undefined;
     if (type === 'bool' && typeof value !== 'boolean') return undefined;
-    if (type === 'int' && (typeof value !== 'number' || !Number.isInteger(value) || Math.abs(value) > 2 ** 31)) return undefined;
+    if (type === 'int' || type === 'int32') {
+      if (typeof value !== 'number' || !intLiteralsFit(text, name, type === 'int32' ? 32 : 64)) return undefined;
+    }
     out[name] = value;
   }
   return out as IdentifyData;
+}
+
+/**
+ * Go decodes a JSON number into an int field only from an integer literal (no fraction, no
+ * exponent) that fits the field; JSON.parse has lost the literal, so look at the text.
+ */
+function intLiteralsFit(text: string, key: string, bits: 32 | 64): boolean {
+  const re = new RegExp(`"${key}"\\s*:\\s*(-?[0-9][0-9.eE+-]*)`, 'gi');
+  const min = -(2n ** BigInt(bits - 1));
+  const max = 2n ** BigInt(bits - 1) - 1n;
+  for (const m of text.matchAll(re)) {
+    const literal = m[1]!;
+    if (!/^-?(0|[1-9][0-9]*)$/.test(literal)) return false;
+    const n = BigInt(literal);
+    if (n < min || n > max) return false;
+  }
+  return true;
 }
 
 /** bytes.Split(line, " "): consecutive spaces give empty params, as in nsqd. */
@@ -960,7 +1003,52 @@ export function parseBase10(b: Buffer): bigint | undefined {
   return n;
 }
 
-/** Go's %q for the names nsqd quotes in its errors. */
-export function goQuote(s: string): string {
-  return JSON.stringify(s);
+const GO_ESCAPES: Record<number, string> = { 7: '\\a', 8: '\\b', 9: '\\t', 10: '\\n', 11: '\\v', 12: '\\f', 13: '\\r', 34: '\\"', 92: '\\\\' };
+
+/**
+ * Go's %q (strconv.Quote) of a byte string given as latin1 (one char per byte), returned as latin1:
+ * printable ASCII and printable UTF-8 runes as they are, other bytes as \xNN, unprintable runes as
+ * \uNNNN — so error texts carry exactly nsqd's bytes.
+ */
+export function goQuote(latin1: string): string {
+  const b = Buffer.from(latin1, 'latin1');
+  let out = '"';
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      const esc = GO_ESCAPES[c];
+      if (esc !== undefined) out += esc;
+      else if (c >= 0x20 && c < 0x7f) out += String.fromCharCode(c);
+      else out += '\\x' + c.toString(16).padStart(2, '0');
+      i++;
+      continue;
+    }
+    const [cp, size] = decodeRune(b, i);
+    if (cp < 0) {
+      out += '\\x' + c.toString(16).padStart(2, '0');
+      i++;
+      continue;
+    }
+    if (/[\p{L}\p{M}\p{N}\p{P}\p{S}]/u.test(String.fromCodePoint(cp))) out += b.toString('latin1', i, i + size);
+    else out += cp < 0x10000 ? '\\u' + cp.toString(16).padStart(4, '0') : '\\U' + cp.toString(16).padStart(8, '0');
+    i += size;
+  }
+  return out + '"';
+}
+
+/** One UTF-8 rune at `i`: [code point, bytes], or [-1, 1] when invalid (as Go's utf8.DecodeRune). */
+function decodeRune(b: Buffer, i: number): [number, number] {
+  const c = b[i]!;
+  const size = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+  if (size === 0 || i + size > b.length) return [-1, 1];
+  let cp = size === 2 ? c & 0x1f : size === 3 ? c & 0x0f : c & 0x07;
+  for (let k = 1; k < size; k++) {
+    const cc = b[i + k]!;
+    if ((cc & 0xc0) !== 0x80) return [-1, 1];
+    cp = (cp << 6) | (cc & 0x3f);
+  }
+  const min = size === 2 ? 0x80 : size === 3 ? 0x800 : 0x10000;
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return [-1, 1];
+  return [cp, size];
 }

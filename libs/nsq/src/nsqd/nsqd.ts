@@ -140,7 +140,7 @@ export class NSQD extends EventEmitter {
     try {
       this.loadMetadata();
       this.persistMetadata();
-      this.tcpServer = createServer((socket) => this.onConnection(socket));
+      this.tcpServer = createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
       await listen(this.tcpServer, this.options.tcpAddress);
       this.logger.info(`TCP: listening on ${this.tcpAddress}`);
       if (this.options.httpAddress) {
@@ -242,6 +242,11 @@ export class NSQD extends EventEmitter {
       client.feed(head.subarray(4));
     };
     socket.on('data', onMagic);
+    // allowHalfOpen: a client that stops sending before a full magic is simply closed
+    const onEnd = (): void => {
+      if (this.sockets.has(socket)) socket.destroy();
+    };
+    socket.once('end', onEnd);
     socket.once('close', () => this.sockets.delete(socket));
   }
 
