@@ -1,5 +1,5 @@
 /**
- * Connection-level behaviour against the official nsqd 1.3.0: what IDENTIFY negotiates, AUTH only
+ * Connection-level behaviour, against the official nsqd 1.3.0 and against ours: what IDENTIFY negotiates, AUTH only
  * when nsqd requires it (checked against a real authd HTTP server implementing nsqd's
  * --auth-http-address contract), max_rdy_count respected, and the missed-heartbeat timeout.
  */
@@ -11,7 +11,7 @@ import { silentLogger } from '../../libs/nsq/src/client/logger.js';
 import { Producer } from '../../libs/nsq/src/client/producer.js';
 import { NsqAuthError, NsqTimeoutError, NsqValidationError } from '../../libs/nsq/src/protocol/errors.js';
 import { channelClients, uniqueName } from '../support/client.js';
-import { describeWithNsq } from '../support/nsq-bin.js';
+import { describeEachImpl } from '../support/nsq-bin.js';
 import { startNsqd, stopAll } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
@@ -41,9 +41,9 @@ async function startAuthd(): Promise<{ server: Server; address: string; queries:
   return { server, address: `127.0.0.1:${port}`, queries };
 }
 
-describeWithNsq('Connection against the official nsqd', () => {
+describeEachImpl('Connection against nsqd', (impl) => {
   it('sends its IDENTIFY settings, which nsqd applies (client_id, user_agent, sample_rate, msg_timeout)', async () => {
-    const nsqd = await startNsqd();
+    const nsqd = await startNsqd({ impl });
     const topic = uniqueName('identify');
     const consumer = new Consumer({
       topic,
@@ -76,7 +76,7 @@ describeWithNsq('Connection against the official nsqd', () => {
   }, 30_000);
 
   it('keeps RDY within nsqd --max-rdy-count even when maxInFlight is larger', async () => {
-    const nsqd = await startNsqd({ args: ['--max-rdy-count=10'] });
+    const nsqd = await startNsqd({ impl, args: ['--max-rdy-count=10'] });
     const topic = uniqueName('maxrdy');
     const errors: Error[] = [];
     const consumer = new Consumer({
@@ -107,7 +107,7 @@ describeWithNsq('Connection against the official nsqd', () => {
   it('AUTHs only when nsqd says auth_required, and maps refusals to typed errors', async () => {
     const authd = await startAuthd();
     try {
-      const nsqd = await startNsqd({ args: [`--auth-http-address=${authd.address}`] });
+      const nsqd = await startNsqd({ impl, args: [`--auth-http-address=${authd.address}`] });
       const topic = uniqueName('auth');
 
       const granted = new Producer(nsqd.tcpAddress, { authSecret: 'open-sesame', logger: silentLogger });
@@ -140,7 +140,7 @@ describeWithNsq('Connection against the official nsqd', () => {
       await consumer.close();
 
       // An nsqd without auth never sees AUTH (it would answer E_AUTH_DISABLED, fatal), even with a secret set.
-      const plain = await startNsqd();
+      const plain = await startNsqd({ impl });
       const producer = new Producer(plain.tcpAddress, { authSecret: 'open-sesame', logger: silentLogger });
       await producer.publish(topic, 'no auth needed');
       await producer.close();
@@ -150,7 +150,7 @@ describeWithNsq('Connection against the official nsqd', () => {
   }, 30_000);
 
   it('drops a connection whose nsqd stops answering (missed heartbeats) and reconnects when it is back', async () => {
-    const nsqd = await startNsqd();
+    const nsqd = await startNsqd({ impl });
     const topic = uniqueName('heartbeat');
     const received: string[] = [];
     const disconnects: unknown[] = [];

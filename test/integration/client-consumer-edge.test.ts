@@ -1,5 +1,5 @@
 /**
- * Consumer edge cases against the official nsqd: bad requeue delays from user code never leave a
+ * Consumer edge cases, run against the official nsqd and against ours: bad requeue delays from user code never leave a
  * message unanswered, and handler concurrency below maxInFlight processes every message once.
  */
 import { afterAll, expect, it } from '@jest/globals';
@@ -7,15 +7,15 @@ import { Consumer } from '../../libs/nsq/src/client/consumer.js';
 import { silentLogger } from '../../libs/nsq/src/client/logger.js';
 import { Producer } from '../../libs/nsq/src/client/producer.js';
 import { channelStats, uniqueName } from '../support/client.js';
-import { describeWithNsq } from '../support/nsq-bin.js';
+import { describeEachImpl } from '../support/nsq-bin.js';
 import { startNsqd, stopAll } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 afterAll(stopAll);
 
-describeWithNsq('Consumer edge cases (official nsqd)', () => {
+describeEachImpl('Consumer edge cases', (impl) => {
   it('treats requeue(-1), a NaN delay and a throwing requeueDelay as "use the default delay"', async () => {
-    const nsqd = await startNsqd();
+    const nsqd = await startNsqd({ impl });
     const topic = uniqueName('baddelay');
     const producer = new Producer(nsqd.tcpAddress, { logger: silentLogger });
     await producer.publish(topic, 'again and again');
@@ -53,7 +53,7 @@ describeWithNsq('Consumer edge cases (official nsqd)', () => {
   }, 30_000);
 
   it('with concurrency below maxInFlight handles every message exactly once', async () => {
-    const nsqd = await startNsqd();
+    const nsqd = await startNsqd({ impl });
     const topic = uniqueName('concurrency');
     const producer = new Producer(nsqd.tcpAddress, { logger: silentLogger });
     const bodies = Array.from({ length: 300 }, (_, i) => `c${i}`);

@@ -1,5 +1,5 @@
 /**
- * Reliability of our Producer and Consumer when the official nsqd 1.3.0 is killed (SIGKILL) and
+ * Reliability of our Producer and Consumer when nsqd (the official 1.3.0, and ours) is killed (SIGKILL) and
  * restarted on the same ports and data dir in the middle of a stream: publishes during the outage
  * fail with NsqConnectionError (or wait and succeed with `retries`), the consumer reconnects by
  * itself, and no acknowledged publish is lost.
@@ -11,15 +11,15 @@ import { silentLogger } from '../../libs/nsq/src/client/logger.js';
 import { Producer } from '../../libs/nsq/src/client/producer.js';
 import { NsqConnectionError } from '../../libs/nsq/src/protocol/errors.js';
 import { Cleanup, channelStats, settle, topicStats, uniqueName } from '../support/client.js';
-import { describeWithNsq } from '../support/nsq-bin.js';
+import { describeEachImpl } from '../support/nsq-bin.js';
 import { startNsqd, stopAll } from '../support/processes.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 const cleanup = new Cleanup();
 
-describeWithNsq(
-  'client reliability against nsqd 1.3.0',
-  () => {
+describeEachImpl(
+  'client reliability against nsqd',
+  (impl) => {
     afterEach(() => cleanup.run());
     afterAll(stopAll);
 
@@ -28,7 +28,7 @@ describeWithNsq(
         'loses no acknowledged publish; the producer and the consumer reconnect by themselves',
         async () => {
           // mem-queue-size 0 + sync-every 1: every acknowledged message is in the disk queue
-          const nsqd = await startNsqd({ args: ['--mem-queue-size=0', '--sync-every=1'] });
+          const nsqd = await startNsqd({ impl, args: ['--mem-queue-size=0', '--sync-every=1'] });
           const topic = uniqueName('crash');
           const api = new NsqdHttpClient(nsqd.httpAddress);
           await api.createTopic(topic);

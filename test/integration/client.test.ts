@@ -1,5 +1,5 @@
 /**
- * Our Producer and Consumer against the official nsqd 1.3.0: PUB / MPUB / DPUB round trips with
+ * Our Producer and Consumer against nsqd (the official 1.3.0, and ours): PUB / MPUB / DPUB round trips with
  * exact bodies, client-side validation that never reaches the wire, server errors mapped to typed
  * rejections, pipelining order, backpressure, deflate, TLS and heartbeats.
  */
@@ -31,7 +31,7 @@ import {
   warmChannels,
   type Delivery,
 } from '../support/client.js';
-import { describeWithNsq } from '../support/nsq-bin.js';
+import { describeEachImpl } from '../support/nsq-bin.js';
 import { startNsqd, stopAll, type NsqdProcess } from '../support/processes.js';
 import { makeSelfSignedCert, type SelfSignedCert } from '../support/tls.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -88,15 +88,16 @@ function mixedBodies(): Array<Buffer | string> {
   return bodies;
 }
 
-describeWithNsq(
-  'client (Producer/Consumer) against nsqd 1.3.0',
-  () => {
+describeEachImpl(
+  'client (Producer/Consumer) against nsqd',
+  (impl) => {
     let nsqd: NsqdProcess;
     const dpubTopic = uniqueName('dpub');
 
     beforeAll(async () => {
-      nsqd = await startNsqd();
+      nsqd = await startNsqd({ impl });
       // so the deferred message is released on time rather than at nsqd's next 5 s scan-list refresh
+      // (ours scans every channel every 100 ms: unnecessary for 'ts', but harmless)
       await warmChannels(nsqd, [[dpubTopic, 'ch']]);
     }, TEST_TIMEOUT);
     afterEach(() => cleanup.run());
@@ -242,7 +243,7 @@ describeWithNsq(
       it(
         'maps a server error to the publish that caused it (E_BAD_MESSAGE, fatal) and reconnects for later publishes',
         async () => {
-          const small = await startNsqd({ args: ['--max-msg-size=100'] });
+          const small = await startNsqd({ impl, args: ['--max-msg-size=100'] });
           const topic = uniqueName('bad-msg');
           // one PUB per command, so each promise gets the answer to its own command
           const producer = producerFor(small, { maxMsgSize: 1000, coalescePublishes: false });
@@ -279,7 +280,7 @@ describeWithNsq(
       it(
         'with coalesced PUBs, a refused message fails exactly the publishes nsqd did not store',
         async () => {
-          const small = await startNsqd({ args: ['--max-msg-size=100'] });
+          const small = await startNsqd({ impl, args: ['--max-msg-size=100'] });
           const topic = uniqueName('bad-coalesced');
           const producer = producerFor(small, { maxMsgSize: 1000 }); // coalescePublishes: default on
           producer.on('error', () => undefined);
@@ -444,7 +445,7 @@ describeWithNsq(
 
       beforeAll(async () => {
         cert = makeSelfSignedCert();
-        tlsNsqd = await startNsqd({ args: [`--tls-cert=${cert.certPath}`, `--tls-key=${cert.keyPath}`] });
+        tlsNsqd = await startNsqd({ impl, args: [`--tls-cert=${cert.certPath}`, `--tls-key=${cert.keyPath}`] });
       });
       afterAll(async () => {
         await tlsNsqd.stop();

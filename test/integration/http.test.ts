@@ -1,6 +1,6 @@
 /**
- * NsqdHttpClient / LookupdHttpClient against the official nsqd and nsqlookupd 1.3.0 (nsqd registered
- * with the lookupd), plus the error mapping (NsqHttpError, NsqValidationError, NsqConnectionError,
+ * NsqdHttpClient / LookupdHttpClient against nsqd and nsqlookupd (the official 1.3.0, and ours; nsqd
+ * registered with the lookupd), plus the error mapping (NsqHttpError, NsqValidationError, NsqConnectionError,
  * NsqTimeoutError), the legacy `{"data":...}` envelope (from a fake server), and the process helpers
  * of test/support (restart on the same ports and data dir, kill by PID).
  */
@@ -23,7 +23,7 @@ import {
   encodeRdy,
   encodeSub,
 } from '../../libs/nsq/src/protocol/index.js';
-import { describeWithNsq } from '../support/nsq-bin.js';
+import { describeEachImpl } from '../support/nsq-bin.js';
 import { makeSelfSignedCert } from '../support/tls.js';
 import { startNsqd, startNsqlookupd, stopAll, type NsqdProcess, type NsqlookupdProcess } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
@@ -95,15 +95,15 @@ async function expectHttpError(promise: Promise<unknown>, status: number, server
   return err as NsqHttpError;
 }
 
-describeWithNsq('HTTP clients against nsqd and nsqlookupd 1.3.0', () => {
+describeEachImpl('HTTP clients against nsqd and nsqlookupd', (impl) => {
   let lookupd: NsqlookupdProcess;
   let nsqd: NsqdProcess;
   let api: NsqdHttpClient;
   let lookup: LookupdHttpClient;
 
   beforeAll(async () => {
-    lookupd = await startNsqlookupd();
-    nsqd = await startNsqd({ lookupdTcpAddresses: [lookupd.tcpAddress] });
+    lookupd = await startNsqlookupd({ impl });
+    nsqd = await startNsqd({ impl, lookupdTcpAddresses: [lookupd.tcpAddress] });
     api = new NsqdHttpClient(nsqd.httpAddress);
     lookup = new LookupdHttpClient(lookupd.httpAddress);
   });
@@ -543,11 +543,11 @@ describeWithNsq('HTTP clients against nsqd and nsqlookupd 1.3.0', () => {
   });
 });
 
-describeWithNsq('test support: nsqd process helpers', () => {
+describeEachImpl('test support: nsqd process helpers', (impl) => {
   afterAll(stopAll);
 
   it('restart() comes back on the same ports with the same data dir', async () => {
-    const nsqd = await startNsqd();
+    const nsqd = await startNsqd({ impl });
     const api = new NsqdHttpClient(nsqd.httpAddress);
     const { tcpPort, httpPort, dataPath, pid } = nsqd;
     expect(nsqd.tcpAddress).toBe(`127.0.0.1:${tcpPort}`);
@@ -572,7 +572,7 @@ describeWithNsq('test support: nsqd process helpers', () => {
   });
 
   it('kill() sends SIGKILL by PID and restart() recovers from it', async () => {
-    const nsqd = await startNsqd();
+    const nsqd = await startNsqd({ impl });
     const since = nsqd.logLength;
     await nsqd.kill();
     expect(nsqd.exit).toEqual({ code: null, signal: 'SIGKILL' });
@@ -588,6 +588,7 @@ describeWithNsq('test support: nsqd process helpers', () => {
       expect(cert.cert).toContain('BEGIN CERTIFICATE');
       expect(cert.key).toContain('PRIVATE KEY');
       const nsqd = await startNsqd({
+        impl,
         args: ['--https-address=127.0.0.1:0', `--tls-cert=${cert.certPath}`, `--tls-key=${cert.keyPath}`, '--tls-required=true'],
       });
       expect(nsqd.httpsPort).toEqual(expect.any(Number));
@@ -604,6 +605,6 @@ describeWithNsq('test support: nsqd process helpers', () => {
   });
 
   it('a start that fails reports the log', async () => {
-    await expect(startNsqd({ args: ['--no-such-flag'] })).rejects.toThrow(/exited during start[\s\S]*no-such-flag/);
+    await expect(startNsqd({ impl, args: ['--no-such-flag'] })).rejects.toThrow(/exited during start[\s\S]*no-such-flag/);
   });
 });

@@ -1,8 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import { NSQD } from '../../../libs/nsq/src/nsqd/nsqd.js';
-import { NSQLookupd } from '../../../libs/nsq/src/lookupd/lookupd.js';
+import { NSQD, NSQLookupd } from '../../../libs/nsq/src/index.js';
 import type { BrokerConfig } from './flags.js';
 import { NestNsqLogger } from './nest-nsq-logger.js';
 

@@ -9,8 +9,7 @@ import {
   type BrokerConfig,
   type ParsedCommandLine,
 } from './flags.js';
-import { NSQD_OPTIONS } from '../../../libs/nsq/src/nsqd/options.js';
-import { NSQLOOKUPD_OPTIONS } from '../../../libs/nsq/src/lookupd/options.js';
+import { NSQD_OPTIONS, NSQLOOKUPD_OPTIONS } from '../../../libs/nsq/src/index.js';
 
 function run(argv: string[], env: Record<string, string> = {}): BrokerConfig {
   const parsed: ParsedCommandLine = parseCommandLine(argv, env);

@@ -12,8 +12,7 @@
  */
 import type { OptionSpec, OptionTable } from '../../../libs/nsq/src/index.js';
 import { NsqValidationError, silentLogger } from '../../../libs/nsq/src/index.js';
-import { NSQD_OPTIONS, type NsqdInput, resolveNsqdOptions, SERVER_VERSION } from '../../../libs/nsq/src/nsqd/options.js';
-import { NSQLOOKUPD_OPTIONS, type NsqlookupdInput, resolveNsqlookupdOptions } from '../../../libs/nsq/src/lookupd/options.js';
+import { NSQD_OPTIONS, NSQLOOKUPD_OPTIONS, type NsqdInput, type NsqlookupdInput, resolveNsqdOptions, resolveNsqlookupdOptions, SERVER_VERSION } from '../../../libs/nsq/src/index.js';
 
 export const ROLES = ['all', 'nsqd', 'lookupd'] as const;
 export type Role = (typeof ROLES)[number];

@@ -20,3 +20,5 @@ export {
 } from './client/options.js';
 export { defaultLogger, silentLogger, type NsqLogger } from './client/logger.js';
 export * from './client/http.js';
+export * from './nsqd/index.js';
+export * from './lookupd/index.js';

@@ -14,6 +14,7 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { NsqLogger } from '../client/logger.js';
+import { boundAddress, formatAddress, listen } from '../internal/listen.js';
 import { isValidChannelName, isValidTopicName } from '../protocol/names.js';
 import { CLIENT_REGISTRATION, type RegisteredPeer, type RegistrationDB, registration } from './registration-db.js';
 
@@ -27,6 +28,9 @@ const MAX_PENDING_WRITE = 1024 * 1024;
 const CLOSE_FLUSH_MS = 2000;
 
 const MAGIC_V1 = '  V1';
+
+/** lookupd.ts names its listeners with it. */
+export { formatAddress } from '../internal/listen.js';
 
 /** What a V1 connection needs from the lookupd that owns it. */
 export interface LookupProtocolHost {
@@ -162,12 +166,6 @@ function trimSpace(s: string): string {
     break;
   }
   return s.slice(start, end);
-}
-
-/** `ip:port` as Go prints a net.Addr. */
-export function formatAddress(host: string | undefined, port: number | undefined): string {
-  const h = host ?? '';
-  return `${h.includes(':') ? `[${h}]` : h}:${port ?? 0}`;
 }
 
 function response(data: Buffer | string): Buffer {
@@ -523,20 +521,11 @@ export class LookupTcpServer {
   }
 
   listen(host: string | undefined, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.server.once('error', onError);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', onError);
-        this.server.on('error', this.onError);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listen(this.server, host, port, this.onError);
   }
 
   get address(): AddressInfo | undefined {
-    const a = this.server.address();
-    return a !== null && typeof a === 'object' ? a : undefined;
+    return boundAddress(this.server);
   }
 
   /** Stops listening and closes every connection; resolves once their peers left the registrations. */

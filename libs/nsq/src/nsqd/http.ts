@@ -19,24 +19,39 @@
  * The /debug/pprof routes of nsqd (Go runtime profiles) have no counterpart here.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { hostname } from 'node:os';
-import { posix } from 'node:path';
-import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import {
+  type ApiRoute,
+  type Reply,
+  type Send,
+  HttpError,
+  V1_JSON_HEADERS,
+  TEXT_CONTENT_TYPE,
+  apiRoute,
+  clientErrorHandler,
+  goJson,
+  lazyQuery,
+  msToNs,
+  resolveRoute,
+  runHandler,
+  sendReply,
+  sendUnrouted,
+  sendV1Error,
+  serveRequest,
+  writeResponse,
+} from '../internal/http-api.js';
+import { boundAddress, listenerAddress, listenOn } from '../internal/listen.js';
 import { isValidChannelName, isValidTopicName } from '../protocol/names.js';
 import type { Channel } from './channel.js';
 import { nowNanos } from './message.js';
 import type { NSQD } from './nsqd.js';
-import { listen } from './nsqd.js';
 import { SERVER_VERSION } from './options.js';
 import { formatStatsText, nsqdStats } from './stats.js';
 import type { Topic } from './topic.js';
 import { TopicExitingError } from './topic.js';
 
-const V1_CONTENT_TYPE = 'nsq; version=1.0';
-const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
-const TEXT_CONTENT_TYPE = 'text/plain; charset=utf-8';
 /** Go's server discards up to this much of an unread request body before it closes the connection. */
 const DISCARD_LIMIT = 256 * 1024;
 /** Go's closeWriteAndWait: after the half-close, the peer gets this long to read the answer. */
@@ -55,23 +70,6 @@ const LOG_LEVELS: ReadonlyMap<string, number> = new Map([
   ['error', 4],
   ['fatal', 5],
 ]);
-const STATUS_TEXT: Readonly<Record<number, string>> = { 301: 'Moved Permanently', 307: 'Temporary Redirect' };
-
-/** An error answer: `{"message":code}` with `status` (or, for /ping, the text itself). */
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-  ) {
-    super(code);
-  }
-}
-
-/**
- * What a handler answers with: JSON, text as http_api.V1 sends it (with the X-NSQ header), text as
- * http_api.PlainText sends it (without), or an empty 200.
- */
-type Reply = { json: string } | { text: string | Buffer; plain?: boolean } | { empty: true };
 
 interface RequestContext {
   readonly req: IncomingMessage;
@@ -87,14 +85,11 @@ interface RequestContext {
 
 type Handler = (ctx: RequestContext) => Reply | Promise<Reply>;
 
-interface Route {
-  readonly method: string;
-  readonly pattern: string;
-  readonly segments: readonly string[];
+type Route = ApiRoute & {
   /** The handler reads the request body itself; otherwise it is discarded at once. */
   readonly readsBody: boolean;
   readonly handler: Handler;
-}
+};
 
 /** Runtime config that only the HTTP API changes (PUT /config), shared by the HTTP and HTTPS servers. */
 interface RuntimeConfig {
@@ -126,13 +121,7 @@ export class NsqdHttpServer {
     private readonly nsqd: NSQD,
     private readonly isHttps: boolean,
   ) {
-    const route = (method: string, pattern: string, handler: Handler, readsBody = false): Route => ({
-      method,
-      pattern,
-      segments: pattern.split('/').slice(1),
-      readsBody,
-      handler,
-    });
+    const route = (method: string, pattern: string, handler: Handler, readsBody = false): Route => apiRoute(method, pattern, { readsBody, handler });
     this.routes = [
       route('GET', '/ping', () => this.ping()),
       route('GET', '/info', () => this.info()),
@@ -154,11 +143,7 @@ export class NsqdHttpServer {
     ];
 
     this.server = createHttpServer((req, res) => this.handle(req, res));
-    this.server.on('clientError', (err: Error, socket: Duplex) => {
-      this.nsqd.logger.debug(`HTTP: client error - ${err.message}`);
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request');
-      else socket.destroy();
-    });
+    this.server.on('clientError', clientErrorHandler(this.nsqd.logger));
 
     if (isHttps) {
       this.listener = createNetServer((raw) => this.onTlsConnection(raw));
@@ -169,18 +154,16 @@ export class NsqdHttpServer {
   }
 
   listen(address: string): Promise<void> {
-    return listen(this.listener, address);
+    return listenOn(this.listener, address);
   }
 
   /** '<host>:<port>' of the listener ('' before listen). */
   get address(): string {
-    const a = this.listener.address();
-    if (a === null || typeof a === 'string') return a ?? '';
-    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    return listenerAddress(this.listener);
   }
 
   get port(): number {
-    return (this.listener.address() as AddressInfo | null)?.port ?? 0;
+    return boundAddress(this.listener)?.port ?? 0;
   }
 
   /** Stops listening and drops every connection, idle keep-alive ones included. Idempotent. */
@@ -240,30 +223,8 @@ export class NsqdHttpServer {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     // a peer that goes away mid-body must not become an unhandled 'error'
     req.on('error', () => undefined);
-    const started = process.hrtime.bigint();
-    const logDone = (status: number): void => {
-      const elapsedUs = Number(process.hrtime.bigint() - started) / 1000;
-      this.nsqd.logger.debug(`${status} ${req.method ?? ''} ${req.url ?? ''} (${this.remoteOf(req)}) ${elapsedUs.toFixed(0)}µs`);
-    };
-    let result: number | Promise<number>;
-    try {
-      result = this.route(req, res);
-    } catch (err) {
-      result = this.internalError(req, res, err);
-    }
-    if (typeof result === 'number') {
-      logDone(result);
-      return;
-    }
-    result.then(logDone, (err: unknown) => logDone(this.internalError(req, res, err)));
-  }
-
-  /** httprouter's PanicHandler: 500 INTERNAL_ERROR. */
-  private internalError(req: IncomingMessage, res: ServerResponse, err: unknown): number {
-    this.nsqd.logger.error(`panic in HTTP handler - ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    if (!res.headersSent) this.sendError(req, res, 500, 'INTERNAL_ERROR');
-    else res.destroy();
-    return 500;
+    const send: Send = (status, headers, body) => this.send(req, res, status, headers, body);
+    serveRequest(req, res, { logger: this.nsqd.logger, send, remote: () => this.remoteOf(req) }, () => this.route(req, res, send));
   }
 
   private remoteOf(req: IncomingMessage): string {
@@ -271,141 +232,52 @@ export class NsqdHttpServer {
   }
 
   /** httprouter's ServeHTTP; returns the status sent (a promise when the handler waits for the body). */
-  private route(req: IncomingMessage, res: ServerResponse): number | Promise<number> {
+  private route(req: IncomingMessage, res: ServerResponse, send: Send): number | Promise<number> {
     const method = req.method ?? 'GET';
     if (!this.isHttps && this.nsqd.options.tlsRequired === 'true') {
       req.resume();
       const httpsPort = Number(/:(\d+)$/.exec(this.nsqd.httpsAddress ?? '')?.[1] ?? 0);
       // nsqd writes this body by hand, spaces included
-      this.send(req, res, 403, { 'Content-Type': JSON_CONTENT_TYPE, 'X-NSQ-Content-Type': V1_CONTENT_TYPE }, `{"message": "TLS_REQUIRED", "https_port": ${httpsPort}}`);
+      send(403, V1_JSON_HEADERS, `{"message": "TLS_REQUIRED", "https_port": ${httpsPort}}`);
       return 403;
     }
 
-    const target = splitTarget(req.url ?? '/');
-    const path = unescapeGo(target.path, false);
-    if (path === undefined) {
+    const decision = resolveRoute(this.routes, method, req.url ?? '/', true);
+    if (decision.kind !== 'match') {
       req.resume();
-      this.send(req, res, 400, { 'Content-Type': TEXT_CONTENT_TYPE, Connection: 'close' }, '400 Bad Request');
-      return 400;
+      return sendUnrouted(res, send, method, decision);
     }
-
-    for (const r of this.routes) {
-      if (r.method !== method) continue;
-      const params = matchRoute(r.segments, path);
-      if (params === undefined) continue;
-      if (!r.readsBody) req.resume();
-      return this.run(r, req, res, method, path, params, target.query);
-    }
-
-    req.resume();
-    const sameMethod = this.routes.filter((r) => r.method === method);
-    if (sameMethod.length > 0 && method !== 'CONNECT' && path !== '/') {
-      const code = method === 'GET' ? 301 : 307;
-      const query = target.hasQuery ? `?${target.query}` : '';
-      if (path.length > 1 && path.endsWith('/') && sameMethod.some((r) => matchRoute(r.segments, path.slice(0, -1)) !== undefined)) {
-        return this.redirect(req, res, method, code, escapePath(path.slice(0, -1)) + query);
-      }
-      const fixed = findCaseInsensitive(sameMethod, cleanPath(path));
-      if (fixed !== undefined) return this.redirect(req, res, method, code, escapePath(fixed) + query);
-    }
-
-    const allowed = new Set(this.routes.filter((r) => r.method !== method && matchRoute(r.segments, path) !== undefined).map((r) => r.method));
-    if (allowed.size > 0) {
-      const allow = [...allowed, 'OPTIONS'].sort().join(', ');
-      if (method === 'OPTIONS') {
-        this.send(req, res, 200, { Allow: allow }, '');
-        return 200;
-      }
-      res.setHeader('Allow', allow);
-      this.sendError(req, res, 405, 'METHOD_NOT_ALLOWED');
-      return 405;
-    }
-    this.sendError(req, res, 404, 'NOT_FOUND');
-    return 404;
-  }
-
-  private run(
-    route: Route,
-    req: IncomingMessage,
-    res: ServerResponse,
-    method: string,
-    path: string,
-    params: Record<string, string>,
-    rawQuery: string,
-  ): number | Promise<number> {
-    let parsed: Map<string, string> | undefined;
+    const { route, path, params, rawQuery } = decision;
+    if (!route.readsBody) req.resume();
     const ctx: RequestContext = {
       req,
       method,
       path,
       params,
       remoteAddress: this.remoteOf(req),
-      query: () => {
-        if (parsed === undefined) {
-          const { values, error } = parseGoQuery(rawQuery);
-          if (error) {
-            this.nsqd.logger.error(`failed to parse request params - ${error}`);
-            throw new HttpError(400, 'INVALID_REQUEST');
-          }
-          parsed = values;
-        }
-        return parsed;
+      query: lazyQuery(rawQuery, (error) => this.nsqd.logger.error(`failed to parse request params - ${error}`)),
+    };
+    return runHandler(
+      () => route.handler(ctx),
+      (reply) => sendReply(send, reply),
+      (err) => {
+        // /ping fails with its health text as the body, as nsqd's PlainText does
+        if (route.pattern === '/ping') send(err.status, { 'Content-Type': TEXT_CONTENT_TYPE }, err.code);
+        else sendV1Error(send, err.status, err.code);
       },
-    };
-    const answer = (reply: Reply): number => {
-      this.sendReply(req, res, reply);
-      return 200;
-    };
-    const fail = (err: unknown): number => {
-      if (!(err instanceof HttpError)) throw err;
-      if (route.pattern === '/ping') {
-        this.send(req, res, err.status, { 'Content-Type': TEXT_CONTENT_TYPE }, err.code);
-      } else {
-        this.sendError(req, res, err.status, err.code);
-      }
-      return err.status;
-    };
-    let reply: Reply | Promise<Reply>;
-    try {
-      reply = route.handler(ctx);
-    } catch (err) {
-      return fail(err);
-    }
-    if (reply instanceof Promise) return reply.then(answer, fail);
-    return answer(reply);
+    );
   }
 
-  private sendReply(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
-    if ('json' in reply) {
-      this.send(req, res, 200, { 'Content-Type': JSON_CONTENT_TYPE, 'X-NSQ-Content-Type': V1_CONTENT_TYPE }, reply.json);
-    } else if ('text' in reply) {
-      // Go sniffs text/plain for these bodies; PlainText (/ping) adds no X-NSQ header
-      const headers: Record<string, string> = reply.plain ? {} : { 'X-NSQ-Content-Type': V1_CONTENT_TYPE };
-      if (reply.text.length > 0) headers['Content-Type'] = TEXT_CONTENT_TYPE;
-      this.send(req, res, 200, headers, reply.text);
-    } else {
-      this.send(req, res, 200, { 'X-NSQ-Content-Type': V1_CONTENT_TYPE }, '');
-    }
-  }
-
-  private sendError(req: IncomingMessage, res: ServerResponse, status: number, code: string): void {
-    this.send(req, res, status, { 'Content-Type': JSON_CONTENT_TYPE, 'X-NSQ-Content-Type': V1_CONTENT_TYPE }, goJson({ message: code }));
-  }
-
-  /** Go's http.Redirect: an HTML body for GET, none otherwise. */
-  private redirect(req: IncomingMessage, res: ServerResponse, method: string, code: number, location: string): number {
-    const html = method === 'GET' || method === 'HEAD';
-    const body = method === 'GET' ? `<a href="${htmlEscape(location)}">${STATUS_TEXT[code]}</a>.\n\n` : '';
-    this.send(req, res, code, html ? { 'Content-Type': 'text/html; charset=utf-8', Location: location } : { Location: location }, body);
-    return code;
-  }
-
-  private send(req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
+  /** writeResponse, unless an answer went out already; then what is left of the body is discarded. */
+  private send(req: IncomingMessage, res: ServerResponse, status: number, headers: Readonly<Record<string, string>>, body: string | Buffer): void {
     if (res.headersSent || res.destroyed) return;
-    const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-    res.writeHead(status, { ...headers, 'Content-Length': String(buf.length) });
-    res.end(buf);
-    if (!req.readableEnded) this.discardRest(req);
+    const unread = !req.readableEnded;
+    // like Go's net/http: when a large part of the body stays unread, the connection is not kept
+    // alive (a client would otherwise reuse a socket we are about to close)
+    const length = Number(req.headers['content-length'] ?? NaN);
+    const closeAfter = unread && !(length <= DISCARD_LIMIT);
+    writeResponse(res, status, closeAfter ? { ...headers, Connection: 'close' } : headers, body);
+    if (unread) this.discardRest(req);
   }
 
   /**
@@ -857,16 +729,7 @@ function configValue(nsqd: NSQD, name: string): unknown {
   }
 }
 
-// ---- Go-compatible helpers -------------------------------------------------------------------------
-
-function msToNs(ms: number): number {
-  return ms * 1_000_000;
-}
-
-/** JSON.stringify with encoding/json's HTML-safe escaping. */
-function goJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
+// ---- helpers --------------------------------------------------------------------------------------
 
 /** req.ContentLength: -1 when unknown (chunked). */
 function contentLength(req: IncomingMessage): number {
@@ -878,126 +741,4 @@ function contentLength(req: IncomingMessage): number {
 
 function peerAddress(socket: Socket): string {
   return `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`.replace(/^::ffff:/, '');
-}
-
-/** The path and raw query of a request target (origin-form or absolute-form). */
-function splitTarget(target: string): { path: string; query: string; hasQuery: boolean } {
-  let rest = target;
-  if (!rest.startsWith('/') && /^[a-z][a-z0-9+.-]*:\/\//i.test(rest)) {
-    const afterScheme = rest.indexOf('//') + 2;
-    const slash = rest.indexOf('/', afterScheme);
-    rest = slash === -1 ? '/' : rest.slice(slash);
-  }
-  const hash = rest.indexOf('#');
-  if (hash !== -1) rest = rest.slice(0, hash);
-  const q = rest.indexOf('?');
-  if (q === -1) return { path: rest, query: '', hasQuery: false };
-  return { path: rest.slice(0, q), query: rest.slice(q + 1), hasQuery: true };
-}
-
-/** httprouter: static segments match exactly, `:name` matches one non-empty segment. */
-function matchRoute(segments: readonly string[], path: string): Record<string, string> | undefined {
-  if (!path.startsWith('/')) return undefined;
-  const parts = path.slice(1).split('/');
-  if (parts.length !== segments.length) return undefined;
-  const params: Record<string, string> = {};
-  for (let i = 0; i < segments.length; i++) {
-    const seg = segments[i]!;
-    const part = parts[i]!;
-    if (seg.startsWith(':')) {
-      if (part === '') return undefined;
-      params[seg.slice(1)] = part;
-    } else if (seg !== part) {
-      return undefined;
-    }
-  }
-  return params;
-}
-
-/** httprouter's findCaseInsensitivePath (with trailing-slash fixing); parameters keep their text. */
-function findCaseInsensitive(routes: readonly Route[], path: string): string | undefined {
-  const candidates = path.length > 1 && path.endsWith('/') ? [path, path.slice(0, -1)] : [path];
-  for (const candidate of candidates) {
-    const parts = candidate.slice(1).split('/');
-    for (const r of routes) {
-      if (parts.length !== r.segments.length) continue;
-      const fixed: string[] = [];
-      let ok = true;
-      for (let i = 0; i < parts.length && ok; i++) {
-        const seg = r.segments[i]!;
-        const part = parts[i]!;
-        if (seg.startsWith(':')) {
-          ok = part !== '';
-          fixed.push(part);
-        } else {
-          ok = seg.toLowerCase() === part.toLowerCase();
-          fixed.push(seg);
-        }
-      }
-      if (ok) return `/${fixed.join('/')}`;
-    }
-  }
-  return undefined;
-}
-
-/** httprouter's CleanPath: path.Clean that keeps a trailing slash. */
-function cleanPath(path: string): string {
-  return posix.normalize(path.startsWith('/') ? path : `/${path}`);
-}
-
-/** Go's URL.EscapedPath (shouldEscape in encodePath mode) for the Location of a redirect. */
-function escapePath(path: string): string {
-  return path.replace(/[^A-Za-z0-9\-._~$&+,;=:@/]/g, (c) =>
-    [...Buffer.from(c, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
-  );
-}
-
-function htmlEscape(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&#34;', "'": '&#39;' })[c]!);
-}
-
-/** url.ParseQuery: `&`-separated, `+` is a space, `%XX` escapes; the first error is kept and parsing goes on. */
-function parseGoQuery(raw: string): { values: Map<string, string>; error: string | undefined } {
-  const values = new Map<string, string>();
-  let error: string | undefined;
-  for (const part of raw.split('&')) {
-    if (part.includes(';')) {
-      error ??= 'invalid semicolon separator in query';
-      continue;
-    }
-    if (part === '') continue;
-    const eq = part.indexOf('=');
-    const key = unescapeGo(eq === -1 ? part : part.slice(0, eq), true);
-    const value = unescapeGo(eq === -1 ? '' : part.slice(eq + 1), true);
-    if (key === undefined || value === undefined) {
-      error ??= `invalid URL escape in ${JSON.stringify(part)}`;
-      continue;
-    }
-    if (!values.has(key)) values.set(key, value);
-  }
-  return { values, error };
-}
-
-function isHex(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
-}
-
-/** Go's url unescape: `%XX` must be valid; in a query component `+` is a space. Undefined on error. */
-function unescapeGo(s: string, query: boolean): string | undefined {
-  if (!s.includes('%') && !(query && s.includes('+'))) return s;
-  const bytes: number[] = [];
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x25) {
-      if (i + 2 >= s.length || !isHex(s.charCodeAt(i + 1)) || !isHex(s.charCodeAt(i + 2))) return undefined;
-      bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else if (c === 0x2b && query) {
-      bytes.push(0x20);
-    } else {
-      // Node hands over the request target as latin1: one char per byte
-      bytes.push(c & 0xff);
-    }
-  }
-  return Buffer.from(bytes).toString('utf8');
 }

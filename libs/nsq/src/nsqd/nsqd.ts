@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, fsyncSync, writeSync, unlinkSync } from 'node:fs';
-import type { Server as HttpServer } from 'node:http';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { NsqLogger } from '../client/logger.js';
+import { boundAddress, listenerAddress, listenOn } from '../internal/listen.js';
 import { MAGIC_V2, FrameType } from '../protocol/constants.js';
 import { isEphemeral, isValidChannelName, isValidTopicName } from '../protocol/names.js';
 import type { Channel } from './channel.js';
@@ -91,7 +91,7 @@ export class NSQD extends EventEmitter {
   // ---- addresses -------------------------------------------------------------------------------
 
   get tcpAddress(): string {
-    return formatAddress(this.tcpServer?.address());
+    return listenerAddress(this.tcpServer);
   }
   get httpAddress(): string {
     return this.http?.address ?? '';
@@ -100,7 +100,7 @@ export class NSQD extends EventEmitter {
     return this.https?.address;
   }
   get tcpPort(): number {
-    return (this.tcpServer?.address() as AddressInfo | null)?.port ?? 0;
+    return boundAddress(this.tcpServer)?.port ?? 0;
   }
   get httpPort(): number {
     return this.http?.port ?? 0;
@@ -141,7 +141,7 @@ export class NSQD extends EventEmitter {
       this.loadMetadata();
       this.persistMetadata();
       this.tcpServer = createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
-      await listen(this.tcpServer, this.options.tcpAddress);
+      await listenOn(this.tcpServer, this.options.tcpAddress);
       this.logger.info(`TCP: listening on ${this.tcpAddress}`);
       if (this.options.httpAddress) {
         this.http = new NsqdHttpServer(this, false);
@@ -493,27 +493,4 @@ function processAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-function formatAddress(address: string | AddressInfo | null | undefined): string {
-  if (!address || typeof address === 'string') return address ?? '';
-  return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
-}
-
-/** Listens on '<host>:<port>' ('' host = all interfaces, port 0 = OS-picked). */
-export function listen(server: Server | HttpServer, address: string): Promise<void> {
-  const idx = address.lastIndexOf(':');
-  const host = idx > 0 ? address.slice(0, idx).replace(/^\[|\]$/g, '') : '';
-  const port = Number(address.slice(idx + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    return Promise.reject(new Error(`invalid listen address ${JSON.stringify(address)} (want <host>:<port>)`));
-  }
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen({ host: host || undefined, port }, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
 }

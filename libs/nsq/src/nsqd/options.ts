@@ -99,9 +99,21 @@ export interface NsqdOptions {
 
 export type NsqdInput = Partial<NsqdOptions>;
 
-/** nsqd's default node id: a hash of the hostname, 10 bits. */
+const CRC32_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(data: Buffer): number {
+  let c = 0xffffffff;
+  for (const byte of data) c = CRC32_TABLE[(c ^ byte) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** nsqd's default --node-id: crc32(md5(hostname)) % 1024. */
 export function defaultNodeId(host = hostname()): number {
-  return createHash('md5').update(host).digest().readUInt32BE(0) % 1024;
+  return crc32(createHash('md5').update(host).digest()) % 1024;
 }
 
 export function resolveNsqdOptions(input: NsqdInput | undefined): NsqdOptions {
