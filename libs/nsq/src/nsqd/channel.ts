@@ -3,7 +3,8 @@ import type { DiskQueue } from './diskqueue.js';
 import type { ChannelConsumer, NsqdContext } from './context.js';
 import { openDiskQueue } from './context.js';
 import { NsqdMessage } from './message.js';
-import { Deque, PriorityQueue } from './pqueue.js';
+import { PriorityQueue } from './pqueue.js';
+import { MessageFifo } from './fifo.js';
 
 /** Why FIN / REQ / TOUCH failed (nsqd's texts, sent as E_FIN_FAILED etc.). */
 export class ChannelStateError extends Error {}
@@ -16,7 +17,7 @@ export class ChannelStateError extends Error {}
  */
 export class Channel {
   readonly ephemeral: boolean;
-  private readonly memory: Deque<NsqdMessage>;
+  private readonly memory = new MessageFifo();
   private readonly backend: DiskQueue | undefined;
   private readonly inFlight = new Map<string, NsqdMessage>();
   private readonly inFlightPQ = new PriorityQueue<NsqdMessage>();
@@ -38,7 +39,6 @@ export class Channel {
     private readonly ctx: NsqdContext,
   ) {
     this.ephemeral = isEphemeral(name);
-    this.memory = new Deque(Math.min(1024, Math.max(16, ctx.options.memQueueSize)));
     this.backend = this.ephemeral ? undefined : openDiskQueue(ctx, `${topicName}:${name}`);
   }
 

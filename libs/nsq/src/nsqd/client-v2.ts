@@ -25,6 +25,8 @@ const MAX_LINE = 16 * 1024;
 const DEFAULT_HEARTBEAT_INTERVAL = 30_000;
 const DEFAULT_OUTPUT_BUFFER_SIZE = 16 * 1024;
 const TLS_HANDSHAKE_TIMEOUT = 5000;
+/** Bytes per output slab frames are written into. */
+const OUTPUT_SLAB = 64 * 1024;
 /** Stop reading a client whose unsent output exceeds this (it does not read its responses). */
 const WRITE_HIGH_WATER = 4 * 1024 * 1024;
 const OK = Buffer.from('OK');
@@ -99,6 +101,8 @@ export class ClientV2 implements ChannelConsumer {
   private transport: Duplex;
   private deflater: DeflateRaw | undefined;
   private chunks: Buffer[] = [];
+  /** Offset of the first unparsed byte in chunks[0]. */
+  private head = 0;
   private available = 0;
   private pendingRead: PendingRead | undefined;
   private busy = false;
@@ -114,7 +118,10 @@ export class ClientV2 implements ChannelConsumer {
   private inputEnded = false;
   private closed = false;
   private ending = false;
-  private out: Buffer[] = [];
+  /** Frames to write: full output slabs, then the slab being filled (outBuf up to outPos). */
+  private outChunks: Buffer[] = [];
+  private outBuf: Buffer | undefined;
+  private outPos = 0;
   private outBytes = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private flushImmediate: NodeJS.Immediate | undefined;
@@ -176,33 +183,60 @@ export class ClientV2 implements ChannelConsumer {
   private take(n: number): Buffer {
     const first = this.chunks[0]!;
     let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let filled = 0;
-      while (filled < n) {
-        const c = this.chunks[0]!;
-        const k = Math.min(c.length, n - filled);
-        c.copy(out, filled, 0, k);
-        filled += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
+    if (first.length - this.head >= n) {
+      out = first.subarray(this.head, this.head + n);
+      this.skip(n);
+      return out;
     }
-    this.available -= n;
+    out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length - this.head, n - filled);
+      c.copy(out, filled, this.head, this.head + k);
+      filled += k;
+      this.skip(k);
+    }
     return out;
+  }
+
+  /** Consumes n bytes of the first chunk (n <= what it has left). */
+  private skip(n: number): void {
+    this.head += n;
+    this.available -= n;
+    if (this.head === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+  }
+
+  /** Everything received and not parsed yet, as one buffer; the input is left empty. */
+  private takeAll(): Buffer | undefined {
+    if (this.available === 0) return undefined;
+    return this.take(this.available);
+  }
+
+  /** All unparsed bytes as one contiguous view (copied together only if they span chunks). */
+  private contiguous(): Buffer {
+    if (this.chunks.length > 1) {
+      const all = this.take(this.available);
+      this.chunks = [all];
+      this.head = 0;
+      this.available = all.length;
+      return all;
+    }
+    return this.chunks[0]!.subarray(this.head);
   }
 
   /** Index of '\n' within the first `limit` available bytes, or -1. */
   private findNewline(limit: number): number {
     let offset = 0;
-    for (const c of this.chunks) {
-      const idx = c.indexOf(10);
-      if (idx >= 0 && offset + idx < limit) return offset + idx;
-      offset += c.length;
+    for (let k = 0; k < this.chunks.length; k++) {
+      const c = this.chunks[k]!;
+      const start = k === 0 ? this.head : 0;
+      const idx = c.indexOf(10, start);
+      if (idx >= 0 && offset + idx - start < limit) return offset + idx - start;
+      offset += c.length - start;
       if (offset >= limit) break;
     }
     return -1;
@@ -234,6 +268,7 @@ export class ClientV2 implements ChannelConsumer {
         continue;
       }
       if (this.available === 0) break;
+      if (this.finFastPath()) continue;
       const nl = this.findNewline(Math.min(this.available, MAX_LINE));
       if (nl < 0) {
         if (this.available >= MAX_LINE) {
@@ -249,6 +284,26 @@ export class ClientV2 implements ChannelConsumer {
       const params = splitParams(line);
       this.run(() => this.exec(params));
     }
+  }
+
+  /**
+   * `FIN <16-byte id>\n` is most of what a busy consumer sends: handled without splitting the
+   * line into parameter buffers. Anything unusual goes the general way.
+   */
+  private finFastPath(): boolean {
+    const c = this.chunks[0]!;
+    const h = this.head;
+    if (c.length - h < 21 || c[h] !== 70 || c[h + 1] !== 73 || c[h + 2] !== 78 || c[h + 3] !== 32 || c[h + 20] !== 10) return false;
+    if (this.host.options.tlsRequired !== 'false' && !this.tls) return false;
+    const id = c.toString('latin1', h + 4, h + 20);
+    if (id.includes(' ')) return false;
+    this.skip(21);
+    try {
+      this.finish(id);
+    } catch (err) {
+      this.fail(err);
+    }
+    return true;
   }
 
   private afterInput(): void {
@@ -293,6 +348,7 @@ export class ClientV2 implements ChannelConsumer {
     this.ending = true;
     this.pendingRead = undefined;
     this.chunks = [];
+    this.head = 0;
     this.available = 0;
     this.leaveChannel();
     this.stopTimers();
@@ -441,11 +497,8 @@ export class ClientV2 implements ChannelConsumer {
     this.flush();
     this.socket.off('data', this.onInput);
     // bytes that arrived after IDENTIFY belong to the TLS handshake
-    if (this.available > 0) {
-      this.socket.unshift(Buffer.concat(this.chunks));
-      this.chunks = [];
-      this.available = 0;
-    }
+    const early = this.takeAll();
+    if (early) this.socket.unshift(early);
     const policy = this.host.options.tlsClientAuthPolicy;
     const tlsSocket = new TLSSocket(this.socket, {
       isServer: true,
@@ -505,9 +558,7 @@ export class ClientV2 implements ChannelConsumer {
     inflate.on('end', this.onInputEnd);
     transport.on('end', () => inflate.end());
     transport.off('end', this.onInputEnd);
-    const leftover = this.available > 0 ? Buffer.concat(this.chunks) : undefined;
-    this.chunks = [];
-    this.available = 0;
+    const leftover = this.takeAll();
     this.input = inflate;
     this.deflater = deflater;
     this.deflate = true;
@@ -640,7 +691,11 @@ export class ClientV2 implements ChannelConsumer {
   private FIN(params: Buffer[]): void {
     if (this.state !== ClientState.Subscribed && this.state !== ClientState.Closing) throw new ProtocolError('E_INVALID', 'cannot FIN in current state');
     if (params.length < 2) throw new ProtocolError('E_INVALID', 'FIN insufficient number of params');
-    const id = this.messageId(params[1]);
+    this.finish(this.messageId(params[1]));
+  }
+
+  private finish(id: string): void {
+    if (this.state !== ClientState.Subscribed && this.state !== ClientState.Closing) throw new ProtocolError('E_INVALID', 'cannot FIN in current state');
     try {
       this.channel!.finish(this, id);
     } catch (err) {
@@ -751,6 +806,7 @@ export class ClientV2 implements ChannelConsumer {
           if (count <= 0 || count > maxMessages) throw new ProtocolError('E_BAD_BODY', `MPUB invalid message count ${count}`);
           const bodies: Buffer[] = [];
           const next = (): void => {
+            this.takeBufferedMessages(count, bodies, o.maxMsgSize);
             if (bodies.length === count) {
               this.publish('MPUB', topicName, bodies, 0);
               return;
@@ -769,6 +825,30 @@ export class ClientV2 implements ChannelConsumer {
         });
       });
     });
+  }
+
+  /**
+   * MPUB's fast path: the sub-messages already received are parsed in one pass (same checks and
+   * errors as the one-by-one path) and copied out with a single allocation.
+   */
+  private takeBufferedMessages(count: number, bodies: Buffer[], maxMsgSize: number): void {
+    if (this.available < 4 || bodies.length === count) return;
+    const view = this.contiguous();
+    const bounds: number[] = [];
+    let off = 0;
+    let n = bodies.length;
+    while (n < count && off + 4 <= view.length) {
+      const size = view.readInt32BE(off);
+      if (size <= 0) throw new ProtocolError('E_BAD_MESSAGE', `MPUB invalid message(${n}) body size ${size}`);
+      if (size > maxMsgSize) throw new ProtocolError('E_BAD_MESSAGE', `MPUB message too big ${size} > ${maxMsgSize}`);
+      if (off + 4 + size > view.length) break;
+      bounds.push(off + 4, off + 4 + size);
+      off += 4 + size;
+      n++;
+    }
+    if (off === 0) return;
+    const region = Buffer.from(this.take(off));
+    for (let i = 0; i < bounds.length; i += 2) bodies.push(region.subarray(bounds[i]!, bounds[i + 1]!));
   }
 
   private publish(cmd: string, topicName: string, bodies: Buffer[], deferMs: number): void {
@@ -809,12 +889,15 @@ export class ClientV2 implements ChannelConsumer {
   send(msg: NsqdMessage): void {
     this.inFlightCount++;
     this.messageCount++;
-    const header = Buffer.allocUnsafe(8 + MESSAGE_HEADER_LENGTH);
-    header.writeInt32BE(4 + MESSAGE_HEADER_LENGTH + msg.body.length, 0);
-    header.writeInt32BE(FrameType.Message, 4);
-    msg.writeHeader(header, 8);
-    this.out.push(header, msg.body);
-    this.outBytes += header.length + msg.body.length;
+    const size = 8 + MESSAGE_HEADER_LENGTH + msg.body.length;
+    const buf = this.reserve(size);
+    const at = this.outPos;
+    buf.writeInt32BE(size - 4, at);
+    buf.writeInt32BE(FrameType.Message, at + 4);
+    msg.writeHeader(buf, at + 8);
+    msg.body.copy(buf, at + 8 + MESSAGE_HEADER_LENGTH);
+    this.outPos += size;
+    this.outBytes += size;
     if (this.outBytes >= this.outputBufferSize || this.inFlightCount >= this.readyCount) {
       this.flush();
     } else if (this.outputBufferTimeout > 0) {
@@ -847,13 +930,23 @@ export class ClientV2 implements ChannelConsumer {
   /** A response or error frame: written at once, after any buffered messages (nsqd flushes on Send). */
   sendFrame(type: number, data: Buffer): void {
     if (this.closed) return;
-    const frame = Buffer.allocUnsafe(8 + data.length);
-    frame.writeInt32BE(4 + data.length, 0);
-    frame.writeInt32BE(type, 4);
-    data.copy(frame, 8);
-    this.out.push(frame);
-    this.outBytes += frame.length;
+    const buf = this.reserve(8 + data.length);
+    buf.writeInt32BE(4 + data.length, this.outPos);
+    buf.writeInt32BE(type, this.outPos + 4);
+    data.copy(buf, this.outPos + 8);
+    this.outPos += 8 + data.length;
+    this.outBytes += 8 + data.length;
     if (!this.inBatch) this.flush();
+  }
+
+  /** Room for n more bytes in the output slab (frames are written into slabs, not allocated one by one). */
+  private reserve(n: number): Buffer {
+    const buf = this.outBuf;
+    if (buf !== undefined && this.outPos + n <= buf.length) return buf;
+    if (buf !== undefined && this.outPos > 0) this.outChunks.push(buf.subarray(0, this.outPos));
+    this.outBuf = Buffer.allocUnsafe(Math.max(OUTPUT_SLAB, n));
+    this.outPos = 0;
+    return this.outBuf;
   }
 
   flush(): void {
@@ -866,15 +959,20 @@ export class ClientV2 implements ChannelConsumer {
       this.flushImmediate = undefined;
     }
     if (this.outBytes === 0 || this.closed) return;
-    const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
-    this.out = [];
-    this.outBytes = 0;
-    if (this.deflater) {
-      this.deflater.write(data);
-      this.deflater.flush(zlibConstants.Z_SYNC_FLUSH);
-    } else {
-      this.transport.write(data);
+    const chunks = this.outChunks;
+    if (this.outBuf !== undefined && this.outPos > 0) {
+      chunks.push(this.outBuf.subarray(0, this.outPos));
+      // the rest of the slab is still free for the next frames
+      this.outBuf = this.outBuf.length - this.outPos >= 1024 ? this.outBuf.subarray(this.outPos) : undefined;
     }
+    this.outChunks = [];
+    this.outPos = 0;
+    this.outBytes = 0;
+    const sink = this.deflater ?? this.transport;
+    if (chunks.length > 1) sink.cork();
+    for (const chunk of chunks) sink.write(chunk);
+    if (chunks.length > 1) sink.uncork();
+    if (this.deflater) this.deflater.flush(zlibConstants.Z_SYNC_FLUSH);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------

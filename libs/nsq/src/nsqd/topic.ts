@@ -4,7 +4,7 @@ import type { NsqdContext } from './context.js';
 import { openDiskQueue } from './context.js';
 import type { DiskQueue } from './diskqueue.js';
 import { GuidFactory, NsqdMessage } from './message.js';
-import { Deque } from './pqueue.js';
+import { MessageFifo } from './fifo.js';
 
 export class TopicExitingError extends Error {
   constructor() {
@@ -23,7 +23,7 @@ const DRAIN_BATCH = 2048;
 export class Topic {
   readonly ephemeral: boolean;
   readonly channels = new Map<string, Channel>();
-  private readonly memory: Deque<NsqdMessage>;
+  private readonly memory = new MessageFifo();
   private readonly backend: DiskQueue | undefined;
   private readonly guid: GuidFactory;
   private draining: NodeJS.Immediate | undefined;
@@ -38,7 +38,6 @@ export class Topic {
     private readonly ctx: NsqdContext,
   ) {
     this.ephemeral = isEphemeral(name);
-    this.memory = new Deque(Math.min(1024, Math.max(16, ctx.options.memQueueSize)));
     this.backend = this.ephemeral ? undefined : openDiskQueue(ctx, name);
     this.guid = new GuidFactory(ctx.options.nodeId);
   }

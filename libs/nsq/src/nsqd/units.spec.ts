@@ -2,7 +2,8 @@ import { describe, expect, it } from '@jest/globals';
 import { goQuote, parseBase10 } from './client-v2.js';
 import { GuidFactory, NsqdMessage } from './message.js';
 import { defaultNodeId } from './options.js';
-import { Deque, PriorityQueue } from './pqueue.js';
+import { PriorityQueue } from './pqueue.js';
+import { MessageFifo } from './fifo.js';
 
 describe('defaultNodeId', () => {
   it('is crc32(md5(hostname)) % 1024 like nsqd (value computed with Go)', () => {
@@ -63,16 +64,33 @@ describe('PriorityQueue', () => {
   });
 });
 
-describe('Deque', () => {
-  it('is FIFO across growth and wrap-around', () => {
-    const d = new Deque<number>(4);
-    const out: number[] = [];
-    for (let i = 0; i < 100; i++) {
-      d.push(i);
-      if (i % 3 === 0) out.push(d.shift()!);
+describe('MessageFifo', () => {
+  it('is FIFO across slabs, keeps attempts, ticket and defer, and copies bodies out', () => {
+    const f = new MessageFifo();
+    const big = Buffer.alloc(1_500_000, 7); // larger than a slab
+    const sent: NsqdMessage[] = [];
+    for (let i = 0; i < 12_000; i++) {
+      const body = i === 5000 ? big : Buffer.from(`body-${i}`.repeat(20));
+      const m = new NsqdMessage(String(i).padStart(16, '0'), body, 1_700_000_000_000_000_000 + i * 1024);
+      m.attempts = i % 7;
+      m.ticket = i % 3 === 0 ? i : -1;
+      m.deferredUntil = i % 5 === 0 ? 1_800_000_000_000 + i : 0;
+      f.push(m);
+      sent.push(m);
+      if (i % 4 === 0) {
+        const got = f.shift()!;
+        const want = sent.shift()!;
+        expect([got.id, got.attempts, got.ticket, got.deferredUntil, got.timestamp]).toEqual([want.id, want.attempts, want.ticket, want.deferredUntil, want.timestamp]);
+        expect(got.body.equals(want.body)).toBe(true);
+      }
     }
-    out.push(...d.drain());
-    expect(out).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(f.length).toBe(sent.length);
+    const rest = f.drain();
+    expect(rest.map((m) => m.id)).toEqual(sent.map((m) => m.id));
+    expect(rest.find((m) => m.id === '0000000000005000')!.body.equals(big)).toBe(true);
+    expect(rest.every((m) => m.body.buffer.byteLength < 1024 * 1024 || m.body.length === big.length)).toBe(true);
+    expect(f.length).toBe(0);
+    expect(f.shift()).toBeUndefined();
   });
 });
 
