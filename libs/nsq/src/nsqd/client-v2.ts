@@ -9,7 +9,6 @@ import type { Channel } from './channel.js';
 import { ChannelStateError } from './channel.js';
 import type { ChannelConsumer } from './context.js';
 import type { NsqdMessage } from './message.js';
-import { nowNanos } from './message.js';
 import type { NsqdOptions } from './options.js';
 import { SERVER_VERSION } from './options.js';
 import type { Topic } from './topic.js';
@@ -859,24 +858,12 @@ export class ClientV2 implements ChannelConsumer {
     } catch (err) {
       throw new ProtocolError(failCode, `${cmd} failed ${(err as Error).message}`);
     }
-    const ts = nowNanos();
-    const messages = bodies.map((b) => topic.newMessage(b, ts));
     try {
-      topic.put(messages, deferMs);
+      topic.publish(bodies, deferMs, `tcp:${this.remoteAddress}`);
     } catch (err) {
       throw new ProtocolError(failCode, `${cmd} failed ${(err as Error).message}`);
     }
-    this.pubCounts.set(topicName, (this.pubCounts.get(topicName) ?? 0) + messages.length);
-    const events = this.host.events;
-    if (events.active) {
-      const at = Date.now();
-      const producer = `tcp:${this.remoteAddress}`;
-      for (const m of messages) {
-        events.emit(deferMs > 0
-          ? { type: 'published', at, topic: topicName, id: m.id, producer, body: m.body, deferMs }
-          : { type: 'published', at, topic: topicName, id: m.id, producer, body: m.body });
-      }
-    }
+    this.pubCounts.set(topicName, (this.pubCounts.get(topicName) ?? 0) + bodies.length);
     this.sendFrame(FrameType.Response, OK);
   }
 

@@ -45,7 +45,6 @@ import {
 import { boundAddress, listenerAddress, listenOn } from '../internal/listen.js';
 import { isValidChannelName, isValidTopicName } from '../protocol/names.js';
 import type { Channel } from './channel.js';
-import { nowNanos } from './message.js';
 import type { NSQD } from './nsqd.js';
 import { SERVER_VERSION } from './options.js';
 import { formatStatsText, nsqdStats } from './stats.js';
@@ -409,27 +408,14 @@ export class NsqdHttpServer {
     return { text: 'OK' };
   }
 
-  /** The TCP path: messages from the topic, put in one go, then the lifecycle events. */
+  /** The TCP path: Topic.publish (messages, lifecycle events, put). */
   private publish(ctx: RequestContext, topic: Topic, bodies: Buffer[], deferMs: number): void {
-    const ts = nowNanos();
-    const messages = bodies.map((b) => topic.newMessage(b, ts));
     try {
-      topic.put(messages, deferMs);
+      topic.publish(bodies, deferMs, `http:${ctx.remoteAddress}`);
     } catch (err) {
       if (err instanceof TopicExitingError || this.nsqd.isExiting) throw new HttpError(503, 'EXITING');
       this.nsqd.logger.error(`TOPIC(${topic.name}): HTTP publish failed - ${(err as Error).message}`);
       throw new HttpError(500, 'INTERNAL_ERROR');
-    }
-    const events = this.nsqd.events;
-    if (!events.active) return;
-    const at = Date.now();
-    const producer = `http:${ctx.remoteAddress}`;
-    for (const m of messages) {
-      events.emit(
-        deferMs > 0
-          ? { type: 'published', at, topic: topic.name, id: m.id, producer, body: m.body, deferMs }
-          : { type: 'published', at, topic: topic.name, id: m.id, producer, body: m.body },
-      );
     }
   }
 

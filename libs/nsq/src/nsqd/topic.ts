@@ -3,7 +3,7 @@ import { Channel } from './channel.js';
 import type { NsqdContext } from './context.js';
 import { openDiskQueue } from './context.js';
 import type { DiskQueue } from './diskqueue.js';
-import { GuidFactory, NsqdMessage } from './message.js';
+import { GuidFactory, NsqdMessage, nowNanos } from './message.js';
 import { MessageFifo } from './fifo.js';
 
 export class TopicExitingError extends Error {
@@ -70,6 +70,38 @@ export class Topic {
     channel.delete();
     this.ctx.notify({ topic: this.name, channel: name, created: false, ephemeral: channel.ephemeral });
     return true;
+  }
+
+  /**
+   * A publish from a client (TCP or HTTP): new messages for the bodies, the 'published' events
+   * (before any delivery event of the same messages), then put. If the put fails the messages are
+   * reported as dropped and the error is rethrown for the client's error answer.
+   */
+  publish(bodies: readonly Buffer[], deferMs: number, producer: string): NsqdMessage[] {
+    const ts = nowNanos();
+    const messages = bodies.map((b) => this.newMessage(b, ts));
+    const events = this.ctx.events;
+    if (events.active) {
+      const at = Date.now();
+      for (const m of messages) {
+        events.emit(
+          deferMs > 0
+            ? { type: 'published', at, topic: this.name, id: m.id, producer, body: m.body, deferMs }
+            : { type: 'published', at, topic: this.name, id: m.id, producer, body: m.body },
+        );
+      }
+    }
+    try {
+      this.put(messages, deferMs);
+    } catch (err) {
+      if (events.active) {
+        const at = Date.now();
+        const reason = `publish failed: ${(err as Error).message}`;
+        for (const m of messages) events.emit({ type: 'dropped', at, topic: this.name, id: m.id, reason });
+      }
+      throw err;
+    }
+    return messages;
   }
 
   /**
