@@ -333,6 +333,24 @@ export function parseGoBench(output: string, name: string): GoBenchResult {
 }
 
 /** Go's time.Duration.String(): e.g. 1m2.5s, 10.0012s, 950.1ms, 12µs. */
+/**
+ * Walks command-line flags (`--flag=value` or `--flag value`); `value()` takes the flag's value and
+ * throws when there is none.
+ */
+export function forEachFlag(argv: readonly string[], onFlag: (flag: string, value: () => string) => void): void {
+  for (let i = 0; i < argv.length; i++) {
+    const raw = argv[i]!;
+    const eq = raw.indexOf('=');
+    const flag = eq > 0 ? raw.slice(0, eq) : raw;
+    onFlag(flag, () => {
+      if (eq > 0) return raw.slice(eq + 1);
+      const next = argv[++i];
+      if (next === undefined) throw new Error(`${flag} needs a value`);
+      return next;
+    });
+  }
+}
+
 export function parseGoDuration(text: string): number {
   const units: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, 'µs': 1e-6, ns: 1e-9 };
   let seconds = 0;

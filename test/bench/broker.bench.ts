@@ -61,6 +61,7 @@ import {
   waitForChannelDepth,
   warn,
   withTimeout,
+  forEachFlag,
 } from './bench-util.js';
 
 type Workload = 'publish' | 'consume' | 'client-publish' | 'client-consume';
@@ -125,16 +126,7 @@ function parseArgs(argv: readonly string[]): Args {
     return n;
   };
   const list = (text: string): string[] => text.split(',').map((s) => s.trim()).filter(Boolean);
-  for (let i = 0; i < argv.length; i++) {
-    const raw = argv[i]!;
-    const eq = raw.indexOf('=');
-    const flag = eq > 0 ? raw.slice(0, eq) : raw;
-    const value = (): string => {
-      if (eq > 0) return raw.slice(eq + 1);
-      const next = argv[++i];
-      if (next === undefined) throw new Error(`${flag} needs a value`);
-      return next;
-    };
+  forEachFlag(argv, (flag, value) => {
     switch (flag) {
       case '--runfor': {
         const text = value();
@@ -192,9 +184,9 @@ function parseArgs(argv: readonly string[]): Args {
         process.exit(0);
         break;
       default:
-        throw new Error(`unknown flag ${JSON.stringify(raw)} (try --help)`);
+        throw new Error(`unknown flag ${JSON.stringify(flag)} (try --help)`);
     }
-  }
+  });
   for (const [flag, n] of [['--messages', args.messages], ...args.rssDepths.map((d) => ['--rss-depths', d] as const)] as const) {
     if (n % BATCH !== 0) throw new Error(`${flag} (${n}) must be a multiple of the batch size ${BATCH}`);
   }

@@ -43,6 +43,7 @@ import {
   verifyConsumed,
   verifyPublished,
   withTimeout,
+  forEachFlag,
 } from './bench-util.js';
 
 type Workload = 'pub' | 'pub-single' | 'mpub' | 'consume';
@@ -106,16 +107,7 @@ function parseArgs(argv: readonly string[]): Args {
     '--max-in-flight': 'maxInFlight',
     '--output-buffer-timeout': 'outputBufferTimeout',
   };
-  for (let i = 0; i < argv.length; i++) {
-    const raw = argv[i]!;
-    const eq = raw.indexOf('=');
-    const flag = eq > 0 ? raw.slice(0, eq) : raw;
-    const value = (): string => {
-      if (eq > 0) return raw.slice(eq + 1);
-      const next = argv[++i];
-      if (next === undefined) throw new Error(`${flag} needs a value`);
-      return next;
-    };
+  forEachFlag(argv, (flag, value) => {
     const intKey = ints[flag];
     if (intKey) {
       const text = value();
@@ -123,7 +115,7 @@ function parseArgs(argv: readonly string[]): Args {
       const min = intKey === 'warmup' ? 0 : 1;
       if (!Number.isInteger(n) || n < min) throw new Error(`${flag} must be an integer >= ${min}, got ${JSON.stringify(text)}`);
       (args as unknown as Record<string, number>)[intKey] = n;
-      continue;
+      return;
     }
     switch (flag) {
       case '--json':
@@ -160,9 +152,9 @@ function parseArgs(argv: readonly string[]): Args {
         process.exit(0);
         break;
       default:
-        throw new Error(`unknown flag ${JSON.stringify(raw)} (try --help)`);
+        throw new Error(`unknown flag ${JSON.stringify(flag)} (try --help)`);
     }
-  }
+  });
   if (args.messages % args.batch !== 0) {
     throw new Error(`--messages (${args.messages}) must be a multiple of --batch (${args.batch})`);
   }

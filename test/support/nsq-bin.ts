@@ -98,7 +98,7 @@ export function describeWithNsq(
     // Reason: the suite needs the official NSQ binaries, which are not installed on this machine;
     // the warning says how to install them. CI never takes this branch (it fails above instead).
     console.warn(`SKIPPING "${name}": ${message}`);
-    describe.skip(name, fn);
+    describe.skip(`${name} (skipped: official NSQ binaries not installed; npm run nsq:install)`, fn);
   }
 }
 

@@ -115,7 +115,6 @@ export class Channel {
     }
     if (this.backend === undefined) {
       // ephemeral overflow is dropped, as in nsqd (dummy backend queue) — but visibly
-      if (msg.ticket >= 0) msg.ticket = -1;
       this.ctx.logger.debug(`TOPIC(${this.topicName}):CHANNEL(${this.name}) ephemeral overflow, message ${msg.id} dropped`);
       if (this.ctx.events.active) {
         this.ctx.events.emit({ type: 'dropped', at: Date.now(), topic: this.topicName, channel: this.name, id: msg.id, reason: 'ephemeral channel full' });

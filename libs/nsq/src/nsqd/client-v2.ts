@@ -357,7 +357,7 @@ export class ClientV2 implements ChannelConsumer {
 
   private exec(params: Buffer[]): void {
     const cmd = params[0]!.toString('latin1');
-    if (cmd === 'IDENTIFY') return this.IDENTIFY(params);
+    if (cmd === 'IDENTIFY') return this.IDENTIFY();
     if (this.host.options.tlsRequired !== 'false' && !this.tls) {
       throw new ProtocolError('E_INVALID', `cannot ${params[0]!.toString('latin1')} in current state (TLS required)`);
     }
@@ -399,8 +399,7 @@ export class ClientV2 implements ChannelConsumer {
 
   // ---- commands --------------------------------------------------------------------------------
 
-  private IDENTIFY(params: Buffer[]): void {
-    void params;
+  private IDENTIFY(): void {
     if (this.state !== ClientState.Init) throw new ProtocolError('E_INVALID', 'cannot IDENTIFY in current state');
     const max = this.host.options.maxBodySize;
     this.readLen(['E_BAD_BODY', 'IDENTIFY failed to read body size'], (len) => {

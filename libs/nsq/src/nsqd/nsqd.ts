@@ -11,7 +11,7 @@ import { isEphemeral, isValidChannelName, isValidTopicName } from '../protocol/n
 import type { Channel } from './channel.js';
 import { ChannelStateError } from './channel.js';
 import { ClientV2, ProtocolError, type ClientHost } from './client-v2.js';
-import type { ChannelConsumer, NsqdContext } from './context.js';
+import type { NsqdContext } from './context.js';
 import { MessageEvents } from './events.js';
 import { NsqdHttpServer } from './http.js';
 import { LookupPeers, type LookupRegistration } from './lookup-peer.js';
@@ -62,8 +62,6 @@ export class NSQD extends EventEmitter {
     this.options = resolveNsqdOptions(input);
     this.logger = this.options.logger;
     this.tlsContext = this.makeTlsContext();
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const nsqd = this;
     this.context = {
       options: this.options,
       logger: this.logger,
@@ -78,9 +76,7 @@ export class NSQD extends EventEmitter {
       options: this.options,
       logger: this.logger,
       events: this.events,
-      get authEnabled() {
-        return nsqd.options.authHttpAddresses.length > 0;
-      },
+      authEnabled: this.options.authHttpAddresses.length > 0,
       tlsContext: this.tlsContext,
       getTopic: (name) => this.getTopic(name),
       subscribe: (topic, channel, client) => this.subscribe(topic, channel, client),
@@ -478,11 +474,6 @@ export class NSQD extends EventEmitter {
       minVersion: o.tlsMinVersion === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
       ...o.tls,
     });
-  }
-
-  /** For the HTTP API: a consumer by client id. */
-  consumer(id: number): ChannelConsumer | undefined {
-    return this.clients.get(id);
   }
 }
 
