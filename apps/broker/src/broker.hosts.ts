@@ -3,7 +3,7 @@ import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { NSQD, NSQLookupd } from '../../../libs/nsq/src/index.js';
 import type { BrokerConfig } from './flags.js';
-import { NestNsqLogger } from './nest-nsq-logger.js';
+import { NestNsqLogger } from '../../../libs/nest-nsq/src/nest-logger.js';
 
 export const BROKER_CONFIG = Symbol('BROKER_CONFIG');
 

@@ -95,6 +95,15 @@ class Subscription implements MessageResponder {
     this.send(message.encodeTouch());
   }
 
+  abandon(): void {
+    this.answered();
+    this.consumer.onAbandoned();
+  }
+
+  get msgTimeout(): number {
+    return this.connection.identity.msg_timeout;
+  }
+
   setRdy(count: number): void {
     if (count === this.rdy || !this.subscribed || this.closing || !this.connection.isReady) return;
     this.rdy = count;
@@ -263,6 +272,12 @@ export class Consumer extends EventEmitter {
     this.handlerDone();
     if (backoff && !this.backoffTimer && !this.closing) this.enterBackoff(this.backoff.failure());
     else if (!backoff && this.probing && !this.backoffTimer) this.enterBackoff(this.backoff.duration());
+  }
+
+  /** @internal */
+  onAbandoned(): void {
+    this.unanswered--;
+    this.handlerDone();
   }
 
   private handlerDone(): void {

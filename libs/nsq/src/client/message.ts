@@ -6,6 +6,10 @@ export interface MessageResponder {
   finish(message: Message): void;
   requeue(message: Message, delayMs: number | undefined, backoff: boolean): void;
   touch(message: Message): void;
+  /** Releases the message without answering nsqd (which redelivers it after its timeout). */
+  abandon(message: Message): void;
+  /** The msg_timeout (ms) nsqd applies to messages on this connection. */
+  readonly msgTimeout: number;
 }
 
 /**
@@ -76,6 +80,21 @@ export class Message {
   touch(): void {
     if (this.responded) return;
     this.responder.touch(this);
+  }
+
+  /** ms nsqd waits for an answer (or a TOUCH) before it redelivers the message (IDENTIFY msg_timeout). */
+  get msgTimeout(): number {
+    return this.responder.msgTimeout;
+  }
+
+  /**
+   * Gives the message up without answering: nsqd redelivers it once its timeout expires. For a
+   * handler that cannot tell whether its work is done; the consumer stops counting it in flight.
+   */
+  abandon(): void {
+    if (this.responded) return;
+    this.responded = true;
+    this.responder.abandon(this);
   }
 
   /** Builds FIN for this message. */

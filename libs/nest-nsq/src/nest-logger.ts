@@ -1,10 +1,9 @@
 import { Logger } from '@nestjs/common';
-import type { NsqLogger } from '../../../libs/nsq/src/index.js';
+import type { NsqLogger } from '../../nsq/src/index.js';
 
 /**
  * libs/nsq logs through the NsqLogger interface and knows nothing of Nest; this adapter sends its
- * lines to Nest's Logger, so they share the app's format and --log-level. The context names the
- * server (`[nsqd]`, `[nsqlookupd]`), which is how readers of a role-all log tell the two apart.
+ * lines to Nest's Logger, so they share the app's format and log levels.
  */
 export class NestNsqLogger implements NsqLogger {
   private readonly logger: Logger;
