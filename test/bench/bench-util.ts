@@ -297,6 +297,12 @@ export async function consumeWithOurs(
 
 const children = new Set<ChildProcess>();
 
+/** Has `cleanup()` kill `child` (by PID) if it is still running, like the Go tools started here. */
+export function trackChild(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
 /** Runs an official NSQ binary to completion; resolves with its stdout + stderr. */
 export function runGo(name: NsqBinaryName, argv: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -402,7 +408,7 @@ export function table(rows: string[][]): string {
 
 let cleaningUp: Promise<void> | undefined;
 
-/** Kills the Go tools still running and every nsqd started through processes.ts (by PID). */
+/** Kills the Go tools and tracked children still running and every nsqd started through processes.ts (by PID). */
 export function cleanup(): Promise<void> {
   cleaningUp ??= (async () => {
     for (const child of children) {
