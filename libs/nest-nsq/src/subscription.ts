@@ -111,6 +111,9 @@ export class NsqSubscription {
   ) {
     const s = settings;
     this.consumer = new Consumer({
+      // nsqd would hold a lightly loaded consumer's messages for up to 250 ms (its output buffer
+      // timer, 25 ms at the least); unbuffered, an event reaches its handler in well under a millisecond.
+      outputBufferSize: -1,
       ...connection.connection,
       ...s.consumer,
       logger,
