@@ -571,12 +571,13 @@ export class Consumer extends EventEmitter {
     }
     this.probing = false;
     this.emit('backoff', duration);
-    this.rebalance(); // all RDY 0 while the timer runs
+    // The timer first: rebalance() sends RDY 0 only while it is set.
     this.backoffTimer = setTimeout(() => {
       this.backoffTimer = undefined;
       this.probing = true;
       this.rebalance();
     }, duration);
+    this.rebalance();
   }
 
   private ensureRotation(): void {
