@@ -227,6 +227,9 @@ export class NsqClient extends ClientProxy<NsqClientEvents, string> {
     const replies = await this.replyChannel();
     let headers: NsqHeaders | undefined;
     if (data instanceof NsqRecord) {
+      if (data.options.delayMs !== undefined || data.options.batch) {
+        throw new NsqEncodeError('send() takes an NsqRecord for its headers only: a request cannot be delayed or batched');
+      }
       headers = data.options.headers;
       data = data.data;
     }
