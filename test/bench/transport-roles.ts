@@ -202,7 +202,8 @@ function microserviceOptions(c: RoleConfig): MicroserviceOptions {
           nsqdTCPAddresses: [c.nsqd],
           channel: c.channel,
           maxInFlight: c.maxInFlight,
-          ...(c.buffering === 'off' ? { connection: { outputBufferSize: -1 } } : {}),
+          // The transport asks for unbuffered output by default; 'default' asks for nsqd's own defaults.
+          connection: c.buffering === 'off' ? { outputBufferSize: -1 } : { outputBufferSize: 16_384, outputBufferTimeout: 250 },
         }),
       };
   }

@@ -22,12 +22,13 @@
  * (transport-roles.js publisher: a Nest application context with the ClientProxy), forked with an
  * IPC channel. Then:
  *   warm-up     --warmup events (10,000) as in throughput, not reported
+ *   latency     1 s at --rate (1,000/s) as warm-up, then --latency-seconds (3) at --rate; each
+ *               event carries its send time (performance.timeOrigin + performance.now()), the
+ *               handler takes its receive time minus that: p50 / p99 / max in ms. It runs before
+ *               the bursts, so the bursts' garbage is not collected during it
  *   throughput  --events events (100,000) of ~--size bytes of JSON (200), at most --outstanding
  *               (1,000) emits not yet completed; events/s from the first emit to the last event
  *               the handler received (wall clock of both processes); best of --runs
- *   latency     1 s at --rate (1,000/s) as warm-up, then --latency-seconds (3) at --rate; each
- *               event carries its send time (performance.timeOrigin + performance.now()), the
- *               handler takes its receive time minus that: p50 / p99 / max in ms
  * The handler checks every event arrives exactly once per phase (a duplicate or a lost event is
  * reported; a phase whose handler makes no progress for 10 s fails the row). NSQ rows then check
  * nsqd's channel: empty, nothing requeued or timed out.
@@ -430,6 +431,11 @@ async function measureRow(spec: RowSpec, args: Args, index: number): Promise<Fig
       const { sent, received } = await runPhase(row, { type: 'burst', count: args.warmup, outstanding: args.outstanding, size: args.size }, `${label} warm-up`);
       progress(`${label}: warm-up ${fmtRate((args.warmup / (received.lastAt - sent.firstAt)) * 1000)} events/s`);
     }
+    // Light load before the bursts: its tail should show the transport at light load, not the
+    // garbage a 100,000-event burst left in the handler's and publisher's heaps.
+    await runPhase(row, { type: 'paced', count: args.rate, rate: args.rate, size: args.size }, `${label} latency warm-up`);
+    const { received } = await runPhase(row, { type: 'paced', count: figure.latencyEvents, rate: args.rate, size: args.size }, `${label} latency`);
+    setLatency(figure, received.latency);
     let bestPublish = 0;
     for (let run = 1; run <= args.runs; run++) {
       const { sent, received } = await runPhase(row, { type: 'burst', count: args.events, outstanding: args.outstanding, size: args.size }, `${label} throughput`);
@@ -443,9 +449,6 @@ async function measureRow(spec: RowSpec, args: Args, index: number): Promise<Fig
     figure.eventsPerSec = summarize(figure.runs, 'best');
     figure.publishPerSec = bestPublish;
 
-    await runPhase(row, { type: 'paced', count: args.rate, rate: args.rate, size: args.size }, `${label} latency warm-up`);
-    const { received } = await runPhase(row, { type: 'paced', count: figure.latencyEvents, rate: args.rate, size: args.size }, `${label} latency`);
-    setLatency(figure, received.latency);
     figure.duplicates = received.duplicates;
     figure.strays = received.strays;
     progress(`${label}: latency at ${args.rate}/s: p50 ${fmtMs(figure.p50Ms)} ms, p99 ${fmtMs(figure.p99Ms)} ms, max ${fmtMs(figure.maxMs)} ms`);
