@@ -126,15 +126,16 @@ export class NsqClient extends ClientProxy<NsqClientEvents, string> {
 
   protected dispatchEvent<T = unknown>(packet: ReadPacket): Promise<T> {
     const publisher = this.publisher;
-    // The common emit(): a plain body to a connected client, with no hooks; the Producer checks the
-    // topic name. Every allocation saved here is one less object kept alive until nsqd's OK.
+    // The common emit(): a plain body to a connected client, with no hooks. Every allocation saved
+    // here is one less object kept alive until nsqd's OK.
     if (
       publisher !== undefined &&
       this.options.envelope !== true &&
       this.options.hooks?.published === undefined &&
       packet.metadata === undefined &&
       !(packet.data instanceof NsqRecord) &&
-      typeof packet.pattern === 'string'
+      typeof packet.pattern === 'string' &&
+      isValidTopicName(packet.pattern)
     ) {
       const serialized = this.payloadSerializer.serialize({ pattern: packet.pattern, data: packet.data });
       if (!(serialized instanceof Promise)) {
