@@ -10,7 +10,7 @@ import { Controller } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
 import nsq, { type NsqjsMessage } from 'nsqjs';
 import { randomBytes } from 'node:crypto';
-import { CONTENT_TYPE, ENVELOPE_MAGIC, HEADER, type NsqContext, NsqRecord } from '../../libs/nest-nsq/src/index.js';
+import { CONTENT_TYPE, ENVELOPE_MAGIC, HEADER, type NsqContext, NsqEncodeError, NsqRecord } from '../../libs/nest-nsq/src/index.js';
 import { Cleanup, topicStats, uniqueName } from '../support/client.js';
 import { describeEachImpl } from '../support/nsq-bin.js';
 import { type NsqdProcess, startNsqd, stopAll } from '../support/processes.js';
@@ -176,6 +176,33 @@ describeEachImpl('Nest transport: events', (impl) => {
       expect(new Set(seen.map((s) => s.id)).size).toBe(4);
       await sleep(200);
       expect(seen).toHaveLength(4);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'emit() rejects what cannot go on the wire with NsqEncodeError, before and after connecting, and publishes nothing',
+    async () => {
+      const topic = uniqueName('ev-bad');
+      const client = makeClient(cleanup, nsqd);
+      const attempts: Array<[string, unknown]> = [
+        ['bad topic name', { a: 1 }],
+        [topic, () => 1],
+        [topic, 10n],
+        [topic, new NsqRecord({ a: 1 }, { batch: true })],
+        [topic, new NsqRecord([1, 2], { batch: true, delayMs: 5 })],
+      ];
+      for (const round of ['before connect', 'after connect']) {
+        if (round === 'after connect') await client.connect();
+        for (const [pattern, data] of attempts) {
+          const error = await emit(client, pattern, data).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect([round, pattern, error]).toEqual([round, pattern, expect.any(NsqEncodeError)]);
+        }
+      }
+      expect(await topicStats(nsqd, topic)).toBeUndefined();
     },
     TEST_TIMEOUT,
   );
