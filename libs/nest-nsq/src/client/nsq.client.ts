@@ -151,6 +151,9 @@ export class NsqClient extends ClientProxy<NsqClientEvents, string> {
     const topic = packet.pattern as string;
     const timeout = this.requestTimeout;
     this.routingMap.set(id, callback);
+    // The deadline starts with the timer, not when the request finally leaves (after connecting and
+    // subscribing the reply topic), so a handler never works on a request its caller gave up on.
+    const deadline = Date.now() + timeout;
     const timer = setTimeout(() => {
       if (this.routingMap.delete(id)) callback({ err: new NsqRequestTimeoutError(String(topic), timeout) });
     }, timeout);
@@ -158,7 +161,7 @@ export class NsqClient extends ClientProxy<NsqClientEvents, string> {
       clearTimeout(timer);
       if (this.routingMap.delete(id)) callback({ err: error });
     };
-    this.sendRequest(topic, request.data, packet.metadata, id, timeout).catch(fail);
+    this.sendRequest(topic, request.data, packet.metadata, id, deadline).catch(fail);
     return () => {
       clearTimeout(timer);
       this.routingMap.delete(id);
@@ -222,7 +225,7 @@ export class NsqClient extends ClientProxy<NsqClientEvents, string> {
     return { body: buildBody(payload, all), key: all[HEADER.messageKey] };
   }
 
-  private async sendRequest(topic: string, data: unknown, metadata: NsqHeaders | undefined, id: string, timeout: number): Promise<void> {
+  private async sendRequest(topic: string, data: unknown, metadata: NsqHeaders | undefined, id: string, deadline: number): Promise<void> {
     if (typeof topic !== 'string' || !isValidTopicName(topic)) throw new NsqEncodeError(`pattern ${JSON.stringify(topic)} is not a valid NSQ topic name`);
     const publisher = this.publisher ?? (await this.connect());
     const replies = await this.replyChannel();
@@ -234,7 +237,7 @@ export class NsqClient extends ClientProxy<NsqClientEvents, string> {
       headers = data.options.headers;
       data = data.data;
     }
-    const request = { [HEADER.replyTo]: replies.topic, [HEADER.correlationId]: id, [HEADER.deadline]: String(Date.now() + timeout) };
+    const request = { [HEADER.replyTo]: replies.topic, [HEADER.correlationId]: id, [HEADER.deadline]: String(deadline) };
     const { body } = await this.encode(topic, data, metadata, headers, request);
     // Publish where the reply subscription is: the handler replies through the nsqd that delivered the request.
     const subscribed = replies.consumer.connectedAddresses();
