@@ -1,0 +1,104 @@
+import type { HistoryEventType, HistoryStatus } from './types.js';
+
+/**
+ * The summary rules, as pure functions so they are testable without a database.
+ *
+ * A summary (a message's, or one channel's) takes the status of its *latest* event, where
+ * "latest" orders events by (at, attempt, phase): the timestamp first; within one millisecond a
+ * higher attempt is later (delivery n+1 follows the requeue of n), and within one attempt the
+ * phase decides (published < deferred < delivered < requeued / timed out / dropped < finished <
+ * dead-lettered). Attempts are the maximum seen, finishedAt / deadLetteredAt the latest such
+ * event, firstDeliveredAt the earliest delivery, lastEventAt the latest event.
+ *
+ * Every rule is a maximum (or minimum), so merging is order-independent and idempotent: a batch
+ * replayed from the spool, or events arriving out of order, give the same summary. One
+ * approximation: a stored summary keeps its latest event's timestamp and status but not that
+ * event's attempt, so it is compared as (lastEventAt, attempts, phase of status); this only
+ * matters for two events in the same millisecond that arrive in different batches.
+ *
+ * A message's overall status is the status of its latest event on any channel (a message finished
+ * on one channel and still in flight on another shows whichever happened last); the per-channel
+ * states tell the full story.
+ */
+
+const STATUS_OF: Record<HistoryEventType, HistoryStatus> = {
+  published: 'published',
+  deferred: 'deferred',
+  delivered: 'in_flight',
+  consumed: 'in_flight',
+  requeued: 'requeued',
+  timed_out: 'timed_out',
+  dropped: 'dropped',
+  finished: 'finished',
+  dead_lettered: 'dead_lettered',
+};
+
+const PHASE: Record<HistoryStatus, number> = {
+  published: 0,
+  deferred: 1,
+  in_flight: 2,
+  requeued: 3,
+  timed_out: 3,
+  dropped: 3,
+  finished: 4,
+  dead_lettered: 5,
+};
+
+export interface SummaryEvent {
+  type: HistoryEventType;
+  at: Date;
+  attempt: number | null;
+}
+
+export interface SummaryState {
+  status: HistoryStatus;
+  attempts: number;
+  lastEventAt: Date | null;
+  finishedAt: Date | null;
+  deadLetteredAt: Date | null;
+  firstDeliveredAt: Date | null;
+}
+
+/** The status an event gives; a publish with a deferral counts as 'deferred'. */
+export function statusOf(type: HistoryEventType, deferredPublish = false): HistoryStatus {
+  return type === 'published' && deferredPublish ? 'deferred' : STATUS_OF[type];
+}
+
+export function phaseOf(status: HistoryStatus): number {
+  return PHASE[status] ?? 0;
+}
+
+export function emptySummary(): SummaryState {
+  return { status: 'published', attempts: 0, lastEventAt: null, finishedAt: null, deadLetteredAt: null, firstDeliveredAt: null };
+}
+
+function laterDate(a: Date | null, b: Date): Date {
+  return a === null || b.getTime() > a.getTime() ? b : a;
+}
+
+function earlierDate(a: Date | null, b: Date): Date {
+  return a === null || b.getTime() < a.getTime() ? b : a;
+}
+
+/** True when (at, attempt, phase) of `event` is after the state's latest event. */
+function isLater(state: SummaryState, at: number, attempt: number, phase: number): boolean {
+  if (state.lastEventAt === null) return true;
+  const last = state.lastEventAt.getTime();
+  if (at !== last) return at > last;
+  if (attempt !== state.attempts) return attempt > state.attempts;
+  return phase >= phaseOf(state.status);
+}
+
+/** Folds one event into a summary (in place). */
+export function mergeEvent(state: SummaryState, event: SummaryEvent, deferredPublish = false): SummaryState {
+  const status = statusOf(event.type, deferredPublish);
+  const at = event.at.getTime();
+  const attempt = event.attempt ?? 0;
+  if (isLater(state, at, attempt, phaseOf(status))) state.status = status;
+  if (attempt > state.attempts) state.attempts = attempt;
+  state.lastEventAt = laterDate(state.lastEventAt, event.at);
+  if (event.type === 'finished') state.finishedAt = laterDate(state.finishedAt, event.at);
+  if (event.type === 'dead_lettered') state.deadLetteredAt = laterDate(state.deadLetteredAt, event.at);
+  if (event.type === 'delivered' || event.type === 'consumed') state.firstDeliveredAt = earlierDate(state.firstDeliveredAt, event.at);
+  return state;
+}

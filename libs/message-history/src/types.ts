@@ -1,0 +1,65 @@
+/** What can happen to a message; 'consumed' is recorded by client-side history (no broker). */
+export const HISTORY_EVENT_TYPES = [
+  'published',
+  'delivered',
+  'finished',
+  'requeued',
+  'timed_out',
+  'deferred',
+  'dropped',
+  'dead_lettered',
+  'consumed',
+] as const;
+export type HistoryEventType = (typeof HISTORY_EVENT_TYPES)[number];
+
+/** A message's (or one channel's) summary status. */
+export const HISTORY_STATUSES = [
+  'published',
+  'deferred',
+  'in_flight',
+  'requeued',
+  'finished',
+  'timed_out',
+  'dead_lettered',
+  'dropped',
+] as const;
+export type HistoryStatus = (typeof HISTORY_STATUSES)[number];
+
+/**
+ * One lifecycle event handed to the recorder. `nsqd` + `messageId` identify the message (nsqd
+ * ids are unique per nsqd only). A 'published' record carries the message's own fields (topic,
+ * body, producer, deferredUntil, messageKey); every record becomes one event row.
+ *
+ * Dead-lettering (from the transport's hooks) is `{ type: 'dead_lettered', channel, attempt,
+ * detail: '<reason>: <error>' }`.
+ */
+export interface HistoryRecord {
+  type: HistoryEventType;
+  nsqd: string;
+  messageId: string;
+  at: Date;
+  topic?: string;
+  body?: Buffer;
+  /** The full body size; defaults to body.length. */
+  size?: number;
+  producer?: string;
+  deferredUntil?: Date;
+  messageKey?: string;
+  channel?: string;
+  consumer?: string;
+  attempt?: number;
+  detail?: string;
+}
+
+/** Column widths: longer strings are cut to fit, so one long value can never fail a whole batch. */
+export const COLUMN_LIMITS = {
+  nsqd: 255,
+  messageId: 16,
+  messageKey: 64,
+  topic: 64,
+  channel: 64,
+  consumer: 255,
+  producer: 255,
+  detail: 1024,
+  eventKey: 191,
+} as const;
