@@ -63,7 +63,7 @@ function describeWithGo(name: string, fn: (go: string) => void): void {
   } else {
     // Reason: this suite builds and runs a Go program; CI never takes this branch (it fails above).
     console.warn(`SKIPPING "${name}": ${message}`);
-    describe.skip(`${name} (skipped: Go not installed)`, () => fn('go'));
+    describe.skip(`${name} (skipped: no Go toolchain on PATH or in /usr/local/go/bin; apt-get install golang-go)`, () => fn('go'));
   }
 }
 

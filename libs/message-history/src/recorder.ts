@@ -253,10 +253,9 @@ export class HistoryRecorder {
   private consecutiveFailures = 0;
   private retryAt = 0;
 
-  private dbRunning = false;
-  private dbAgain = false;
-  private spoolRunning = false;
-  private spoolAgain = false;
+  /** One database pass and one spool pass at a time; a kick while one runs asks for another pass after it. */
+  private readonly dbPass = new SerialPass(() => this.runDb(), this.passHooks());
+  private readonly spoolPass = new SerialPass(() => this.runSpool(), this.passHooks());
   private retentionRunning: Promise<RetentionResult> | undefined;
   private initializing: Promise<unknown> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -496,24 +495,16 @@ export class HistoryRecorder {
   // --- the database side ---------------------------------------------------------------------
 
   private kickDb(): void {
-    if (this.state === 'new' || this.state === 'closed' || this.abandoned) return;
-    if (this.dbRunning) {
-      this.dbAgain = true;
-      return;
-    }
-    this.dbRunning = true;
-    setImmediate(() => {
-      this.runDb()
-        .catch((err: unknown) => this.noteError(err))
-        .finally(() => {
-          this.dbRunning = false;
-          this.notify();
-          if (this.dbAgain) {
-            this.dbAgain = false;
-            this.kickDb();
-          }
-        });
-    });
+    this.dbPass.kick();
+  }
+
+  /** Passes run only once started, never after close or after giving up; their end wakes flush() waiters. */
+  private passHooks(): PassHooks {
+    return {
+      canRun: () => this.state !== 'new' && this.state !== 'closed' && !this.abandoned,
+      onError: (error) => this.noteError(error),
+      ended: () => this.notify(),
+    };
   }
 
   private async runDb(): Promise<void> {
@@ -684,24 +675,7 @@ export class HistoryRecorder {
   // --- the spool side ---------------------------------------------------------------------
 
   private kickSpool(): void {
-    if (this.state === 'new' || this.state === 'closed' || this.abandoned) return;
-    if (this.spoolRunning) {
-      this.spoolAgain = true;
-      return;
-    }
-    this.spoolRunning = true;
-    setImmediate(() => {
-      this.runSpool()
-        .catch((err: unknown) => this.noteError(err))
-        .finally(() => {
-          this.spoolRunning = false;
-          this.notify();
-          if (this.spoolAgain) {
-            this.spoolAgain = false;
-            this.kickSpool();
-          }
-        });
-    });
+    this.spoolPass.kick();
   }
 
   private async runSpool(): Promise<void> {
@@ -764,7 +738,7 @@ export class HistoryRecorder {
     this.abandon();
     const idle = new Promise<void>((resolve) => {
       const check = (): void => {
-        if ((!this.dbRunning && !this.spoolRunning && this.retentionRunning === undefined) || Date.now() >= deadline) resolve();
+        if ((!this.dbPass.running && !this.spoolPass.running && this.retentionRunning === undefined) || Date.now() >= deadline) resolve();
         else setTimeout(check, 5).unref();
       };
       check();
@@ -825,5 +799,46 @@ export class HistoryRecorder {
       }
     }
     return result;
+  }
+}
+
+/**
+ * Runs an async pass on the next turn, never two at once: a kick during a pass makes one more pass
+ * after it (passes loop until their work is done, so one is enough however many kicks came).
+ */
+interface PassHooks {
+  canRun(): boolean;
+  onError(error: unknown): void;
+  ended(): void;
+}
+
+class SerialPass {
+  running = false;
+  private again = false;
+
+  constructor(
+    private readonly run: () => Promise<void>,
+    private readonly hooks: PassHooks,
+  ) {}
+
+  kick(): void {
+    if (!this.hooks.canRun()) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    setImmediate(() => {
+      this.run()
+        .catch((error: unknown) => this.hooks.onError(error))
+        .finally(() => {
+          this.running = false;
+          this.hooks.ended();
+          if (this.again) {
+            this.again = false;
+            this.kick();
+          }
+        });
+    });
   }
 }

@@ -153,7 +153,9 @@ export class NsqSubscription {
     const hooks = this.hooks;
     let packet: NsqIncomingPacket;
     try {
-      packet = await this.deserializer.deserialize(message, { topic: s.topic, channel: s.channel, body: s.body });
+      // The default deserializer is synchronous: no extra microtask per message unless one is async.
+      const decoded = this.deserializer.deserialize(message, { topic: s.topic, channel: s.channel, body: s.body });
+      packet = decoded instanceof Promise ? await decoded : decoded;
     } catch (error) {
       if (hooks?.delivered) this.emitHook('delivered', { ...this.eventOf(message, safeHeaders(message)), body: message.body });
       await this.deadLetter(message, 'decode_failed', error instanceof NsqDecodeError ? error.message : `deserializer failed: ${describe(error)}`);

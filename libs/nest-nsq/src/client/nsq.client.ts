@@ -293,7 +293,7 @@ export class NsqClient extends ClientProxy<NsqClientEvents, string> {
       let response: unknown;
       if (payload.length > 0) {
         const packet = this.replyDeserializer.deserialize(message, { topic: message.topic, channel: message.channel, body: 'json' });
-        if (packet instanceof Promise) throw new NsqEncodeError('reply deserializers must be synchronous');
+        if (packet instanceof Promise) throw new NsqTransportConfigError('NsqClient: the reply deserializer must be synchronous');
         response = packet.data;
       }
       callback(response === undefined ? { isDisposed } : { response, isDisposed });
