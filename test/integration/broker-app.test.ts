@@ -72,9 +72,16 @@ class BrokerProcess {
 const running = new Set<BrokerProcess>();
 const tempDirs: string[] = [];
 
-/** The broker reads NSQD_* / NSQLOOKUPD_* / BROKER_*: the tests pass flags only. */
+/**
+ * The broker reads NSQD_* / NSQLOOKUPD_* / BROKER_*: the tests pass flags only. History and the
+ * admin listener (a fixed default port) are off unless a test's flags turn them on.
+ */
 function brokerEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(NSQD|NSQLOOKUPD|BROKER)_/.test(k)));
+  return {
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(NSQD|NSQLOOKUPD|BROKER)_/.test(k))),
+    HISTORY_DB_URL: 'off',
+    BROKER_ADMIN_ADDRESS: 'off',
+  };
 }
 
 function tempDir(): string {

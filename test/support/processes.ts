@@ -298,7 +298,11 @@ export class NsqProcess {
     if (this.impl === 'go') return { command: nsqBinary(this.kind), prefix: [], env: process.env };
     // The broker reads NSQD_* / NSQLOOKUPD_* / BROKER_* from its environment, the Go binaries do
     // not: leave them out so both impls run with exactly the flags the test gave.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(NSQD|NSQLOOKUPD|BROKER)_/.test(k)));
+    const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(NSQD|NSQLOOKUPD|BROKER)_/.test(k)));
+    // An nsqd to test the protocol against, like the Go one: no history, no admin listener on a
+    // fixed port. A test's own --history-db / --admin-address flags win over these.
+    env.HISTORY_DB_URL = 'off';
+    env.BROKER_ADMIN_ADDRESS = 'off';
     return { command: process.execPath, prefix: [brokerMain(), `--role=${this.kind === 'nsqd' ? 'nsqd' : 'lookupd'}`], env };
   }
 
@@ -440,7 +444,7 @@ async function pingOk(httpAddress: string): Promise<boolean> {
  * A detached `sh` loop that SIGKILLs `childPid` if this Node process disappears first (crashed or
  * killed Jest worker). It exits by itself as soon as the child is gone.
  */
-function startWatchdog(childPid: number): void {
+export function startWatchdog(childPid: number): void {
   const script =
     'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done; ' +
     'if ! kill -0 "$1" 2>/dev/null; then kill -9 "$2" 2>/dev/null; fi';

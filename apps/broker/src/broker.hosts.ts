@@ -4,8 +4,10 @@ import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/comm
 import { NSQD, NSQLookupd } from '../../../libs/nsq/src/index.js';
 import type { BrokerConfig } from './flags.js';
 import { NestNsqLogger } from '../../../libs/nest-nsq/src/nest-logger.js';
+import { BROKER_CONFIG } from './broker.tokens.js';
+import { HistoryHost } from './history.host.js';
 
-export const BROKER_CONFIG = Symbol('BROKER_CONFIG');
+export { BROKER_CONFIG };
 
 /** Log contexts; the test harness and operators tell the two servers of role all apart by them. */
 export const NSQD_LOG_CONTEXT = 'nsqd';
@@ -83,9 +85,11 @@ export class NsqdHost {
 }
 
 /**
- * Start and stop order across the two servers. Nest runs the lifecycle hooks of one module's
+ * Start and stop order across the servers. Nest runs the lifecycle hooks of one module's
  * providers concurrently, so the order lives here: lookupd starts first (nsqd registers with it),
- * nsqd closes first (it unregisters and drains while its lookupd can still answer).
+ * then nsqd, then the history subscribes to it; nsqd closes first (it unregisters and drains while
+ * its lookupd can still answer, and the history still records the drain), then the history, then
+ * lookupd.
  */
 @Injectable()
 export class BrokerLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -95,6 +99,7 @@ export class BrokerLifecycle implements OnApplicationBootstrap, OnApplicationShu
     @Inject(BROKER_CONFIG) private readonly config: BrokerConfig,
     @Optional() @Inject(NsqlookupdHost) private readonly lookupdHost: NsqlookupdHost | null,
     @Optional() @Inject(NsqdHost) private readonly nsqdHost: NsqdHost | null,
+    @Optional() @Inject(HistoryHost) private readonly historyHost: HistoryHost | null,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -102,6 +107,7 @@ export class BrokerLifecycle implements OnApplicationBootstrap, OnApplicationShu
       if (this.lookupdHost) await this.lookupdHost.start();
       if (this.nsqdHost) {
         await this.nsqdHost.start(this.lookupdHost ? [dialableAddress(this.lookupdHost.lookupd.tcpAddress)] : []);
+        if (this.historyHost) await this.historyHost.start(this.nsqdHost.nsqd);
       }
     } catch (err) {
       // Nest has no app object to close when bootstrap fails; release what did start
@@ -114,6 +120,7 @@ export class BrokerLifecycle implements OnApplicationBootstrap, OnApplicationShu
       parts.push(`nsqd tcp ${tcpAddress}${httpAddress ? ` http ${httpAddress}` : ''}${httpsAddress ? ` https ${httpsAddress}` : ''}`);
     }
     if (this.lookupdHost) parts.push(`nsqlookupd tcp ${this.lookupdHost.lookupd.tcpAddress} http ${this.lookupdHost.lookupd.httpAddress}`);
+    if (this.nsqdHost) parts.push(this.historyHost ? `history ${this.historyHost.describe()}` : 'history off');
     this.logger.log(`ready (role ${this.config.role}): ${parts.join('; ')}`);
   }
 
@@ -124,8 +131,9 @@ export class BrokerLifecycle implements OnApplicationBootstrap, OnApplicationShu
   }
 
   private async closeAll(): Promise<void> {
-    const { nsqdHost, lookupdHost } = this;
+    const { nsqdHost, lookupdHost, historyHost } = this;
     if (nsqdHost?.started) await this.closeOne('nsqd', () => nsqdHost.close());
+    if (historyHost) await this.closeOne('history', () => historyHost.close());
     if (lookupdHost) await this.closeOne('nsqlookupd', () => lookupdHost.close());
   }
 

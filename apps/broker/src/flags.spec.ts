@@ -85,12 +85,13 @@ describe('flag names derived from the option tables', () => {
 
 describe('parseCommandLine', () => {
   it('defaults: role all, log level info, nothing but the derived broadcast addresses', () => {
-    expect(run([])).toEqual({
+    expect(run([])).toMatchObject({
       role: 'all',
       logLevel: 'info',
       nsqd: { broadcastAddress: '127.0.0.1' },
       lookupd: { broadcastAddress: '127.0.0.1' },
     });
+    expect(run([]).nsqd).toEqual({ broadcastAddress: '127.0.0.1' });
   });
 
   it('takes the flags the test harness passes to the Go nsqd', () => {
@@ -241,5 +242,55 @@ describe('helpText', () => {
     const text = helpText('lookupd');
     expect(text).toMatch(/--tcp-address string\n.*\(default "127\.0\.0\.1:4160"\)/);
     expect(text).not.toContain('--mem-queue-size');
+  });
+});
+
+describe('history and admin flags', () => {
+  it('defaults to the embedded history in the data path and the admin page on 127.0.0.1:4170', () => {
+    const config = run(['--data-path=/var/lib/broker']);
+    expect(config.history).toEqual({
+      db: { type: 'sqljs', location: '/var/lib/broker/history.sqlite' },
+      spoolPath: '/var/lib/broker/history.spool',
+      storeBodies: true,
+      maxBodySize: 65536,
+      retention: 7 * 24 * 3600 * 1000,
+    });
+    expect(config.admin).toEqual({ address: '127.0.0.1:4170', token: undefined });
+  });
+
+  it('reads MySQL URLs, off, durations and booleans from flags and env; flags win', () => {
+    const config = run(['--history-db=mysql://u:p@db:3307/hist', '--history-retention=24h', '--history-store-bodies=false', '--admin-token=s3cret'], {
+      BROKER_HISTORY_MAX_BODY_SIZE: '1024',
+      HISTORY_DB_URL: 'sqljs:/ignored',
+      BROKER_ADMIN_ADDRESS: '127.0.0.1:0',
+    });
+    expect(config.history).toMatchObject({
+      db: { type: 'mysql', host: 'db', port: 3307, username: 'u', password: 'p', database: 'hist' },
+      retention: 86_400_000,
+      storeBodies: false,
+      maxBodySize: 1024,
+    });
+    expect(config.admin).toEqual({ address: '127.0.0.1:0', token: 's3cret' });
+    expect(run(['--history-db=off', '--admin-address=off']).history?.db).toBeUndefined();
+    expect(run([], { HISTORY_DB_URL: 'off', BROKER_ADMIN_ADDRESS: 'off' }).admin.address).toBeUndefined();
+    expect(run(['--history-store-bodies']).history?.storeBodies).toBe(true);
+  });
+
+  it('rejects bad values naming the flag or env variable', () => {
+    expect(flagError(['--history-db=postgres://x/y']).message).toMatch(/--history-db: unsupported scheme postgres/);
+    expect(flagError([], { HISTORY_DB_URL: 'mysql://root@h/' }).message).toMatch(/HISTORY_DB_URL: the URL names no database/);
+    expect(flagError(['--history-retention=soon']).message).toMatch(/invalid value "soon" for --history-retention=soon/);
+    expect(flagError(['--history-max-body-size=-1']).message).toMatch(/--history-max-body-size/);
+    expect(flagError(['--admin-address=localhost']).message).toMatch(/expected host:port/);
+    expect(flagError(['--admin-address=127.0.0.1:70000']).message).toMatch(/expected host:port/);
+  });
+
+  it('belongs to the roles that run an nsqd', () => {
+    const config = run(['--role=lookupd'], { HISTORY_DB_URL: 'mysql://root@h/db' });
+    expect(config.history).toBeUndefined();
+    expect(config.admin.address).toBeUndefined();
+    expect(flagError(['--role=lookupd', '--admin-address=127.0.0.1:0']).message).toMatch(/not defined: --admin-address \(it exists in --role all\)/);
+    expect(helpText('all')).toMatch(/--history-db string\n\s+Message history database/);
+    expect(helpText('lookupd')).not.toMatch(/--history-db/);
   });
 });

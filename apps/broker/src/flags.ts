@@ -10,7 +10,9 @@
  * apply. Env: `NSQD_<FLAG>` / `NSQLOOKUPD_<FLAG>` (flag name without prefix, upper snake case, lists
  * comma-separated); flags win over env.
  */
+import { join } from 'node:path';
 import type { OptionSpec, OptionTable } from '../../../libs/nsq/src/index.js';
+import { historyOptionsFromUrl, type HistoryDataSourceOptions } from '../../../libs/message-history/src/index.js';
 import { NsqValidationError, silentLogger } from '../../../libs/nsq/src/index.js';
 import { NSQD_OPTIONS, NSQLOOKUPD_OPTIONS, type NsqdInput, type NsqlookupdInput, resolveNsqdOptions, resolveNsqlookupdOptions, SERVER_VERSION } from '../../../libs/nsq/src/index.js';
 
@@ -20,12 +22,34 @@ export type Role = (typeof ROLES)[number];
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'fatal'] as const;
 export type BrokerLogLevel = (typeof LOG_LEVELS)[number];
 
+/** Message history of the broker's nsqd (roles all and nsqd). */
+export interface BrokerHistoryConfig {
+  /** The database; undefined = history off (`--history-db=off`). */
+  db: HistoryDataSourceOptions | undefined;
+  spoolPath: string;
+  storeBodies: boolean;
+  maxBodySize: number;
+  /** ms; 0 keeps rows forever. */
+  retention: number;
+}
+
+/** The admin HTTP listener (API and page). */
+export interface BrokerAdminConfig {
+  /** host:port; undefined = no admin listener (`--admin-address=off`). */
+  address: string | undefined;
+  /** Required on /api/* when set. */
+  token: string | undefined;
+}
+
 export interface BrokerConfig {
   role: Role;
   logLevel: BrokerLogLevel;
   /** Only what the user gave (plus the derived broadcast address); the libs apply the defaults. */
   nsqd: NsqdInput;
   lookupd: NsqlookupdInput;
+  /** Roles all and nsqd only. */
+  history: BrokerHistoryConfig | undefined;
+  admin: BrokerAdminConfig;
 }
 
 export type ParsedCommandLine =
@@ -138,8 +162,64 @@ function buildFlags(role: Role): Map<string, FlagSpec> {
   return out;
 }
 
-const BROKER_BARE_FLAGS = new Set(['help', 'h', 'version']);
-const BROKER_VALUE_FLAGS = new Set(['role', 'log-level']);
+/** The broker's own flags beyond --role and --log-level: message history and the admin listener. */
+interface BrokerFlag {
+  flag: string;
+  env: string;
+  kind: 'string' | 'bool' | 'int' | 'duration';
+  doc: string;
+  /** As shown in --help. */
+  defaultText: string;
+  /** Roles that take the flag (history needs an nsqd). */
+  roles: readonly Role[];
+}
+
+export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:4170';
+const DEFAULT_HISTORY_RETENTION = 7 * 24 * 3600 * 1000;
+const DEFAULT_HISTORY_MAX_BODY = 64 * 1024;
+const WITH_NSQD: readonly Role[] = ['all', 'nsqd'];
+
+export const BROKER_FLAGS: readonly BrokerFlag[] = [
+  {
+    flag: 'history-db',
+    env: 'HISTORY_DB_URL',
+    kind: 'string',
+    doc: 'Message history database: mysql://user:pass@host:port/db, mariadb://..., sqljs:<file>, a file path (embedded sql.js), or off',
+    defaultText: '<data-path>/history.sqlite',
+    roles: WITH_NSQD,
+  },
+  {
+    flag: 'history-spool',
+    env: 'BROKER_HISTORY_SPOOL',
+    kind: 'string',
+    doc: 'Append-only file that holds history events while the database is down or behind',
+    defaultText: '<data-path>/history.spool',
+    roles: WITH_NSQD,
+  },
+  { flag: 'history-store-bodies', env: 'BROKER_HISTORY_STORE_BODIES', kind: 'bool', doc: 'Store message bodies in the history', defaultText: 'true', roles: WITH_NSQD },
+  {
+    flag: 'history-max-body-size',
+    env: 'BROKER_HISTORY_MAX_BODY_SIZE',
+    kind: 'int',
+    doc: 'Bodies longer than this many bytes are stored truncated',
+    defaultText: String(DEFAULT_HISTORY_MAX_BODY),
+    roles: WITH_NSQD,
+  },
+  { flag: 'history-retention', env: 'BROKER_HISTORY_RETENTION', kind: 'duration', doc: 'History rows older than this are deleted; 0 keeps them', defaultText: '168h', roles: WITH_NSQD },
+  {
+    flag: 'admin-address',
+    env: 'BROKER_ADMIN_ADDRESS',
+    kind: 'string',
+    doc: 'host:port of the admin page and JSON API, or off',
+    defaultText: JSON.stringify(DEFAULT_ADMIN_ADDRESS),
+    roles: WITH_NSQD,
+  },
+  { flag: 'admin-token', env: 'BROKER_ADMIN_TOKEN', kind: 'string', doc: 'Access token the admin API requires (Authorization: Bearer <token>); empty = none', defaultText: '', roles: WITH_NSQD },
+];
+const BROKER_FLAG_BY_NAME = new Map(BROKER_FLAGS.map((f) => [f.flag, f]));
+
+const BROKER_BARE_FLAGS = new Set(['help', 'h', 'version', ...BROKER_FLAGS.filter((f) => f.kind === 'bool').map((f) => f.flag)]);
+const BROKER_VALUE_FLAGS = new Set(['role', 'log-level', ...BROKER_FLAGS.filter((f) => f.kind !== 'bool').map((f) => f.flag)]);
 
 /**
  * Whether `name` never takes the next argument as its value (Go bool flags); undefined when no
@@ -375,8 +455,19 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   }
 
   const listsFromFlags = new Set<string>();
+  const brokerValues = new Map<string, { raw: string | undefined; where: string }>();
+  for (const f of BROKER_FLAGS) {
+    const raw = env[f.env];
+    if (raw !== undefined && raw !== '' && f.roles.includes(role)) brokerValues.set(f.flag, { raw, where: f.env });
+  }
   for (const t of tokens) {
     if (t.name === 'role' || t.name === 'log-level') continue;
+    const bf = BROKER_FLAG_BY_NAME.get(t.name);
+    if (bf) {
+      if (!bf.roles.includes(role)) throw new BrokerFlagError(`--${t.name}`, unknownFlagMessage(t.name, role));
+      brokerValues.set(bf.flag, { raw: t.value, where: t.value === undefined ? `--${t.name}` : `--${t.name}=${t.value}` });
+      continue;
+    }
     const f = flags.get(t.name);
     if (!f) throw new BrokerFlagError(`--${t.name}`, unknownFlagMessage(t.name, role));
     const value = convert(f, t.value, t.value === undefined ? `--${t.name}` : `--${t.name}=${t.value}`);
@@ -402,7 +493,87 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     }
     validate(server, input, flags);
   }
-  return { action: 'run', config: { role, logLevel, nsqd: inputs.nsqd as NsqdInput, lookupd: inputs.lookupd as NsqlookupdInput } };
+  const nsqd = inputs.nsqd as NsqdInput;
+  const hasNsqd = role !== 'lookupd';
+  return {
+    action: 'run',
+    config: {
+      role,
+      logLevel,
+      nsqd,
+      lookupd: inputs.lookupd as NsqlookupdInput,
+      history: hasNsqd ? historyConfig(brokerValues, nsqd.dataPath || process.cwd()) : undefined,
+      admin: hasNsqd ? adminConfig(brokerValues) : { address: undefined, token: undefined },
+    },
+  };
+}
+
+type BrokerValues = ReadonlyMap<string, { raw: string | undefined; where: string }>;
+
+function brokerValue(values: BrokerValues, flag: string): string | number | boolean | undefined {
+  const given = values.get(flag);
+  const spec = BROKER_FLAG_BY_NAME.get(flag);
+  if (!given || !spec) return undefined;
+  const { raw, where } = given;
+  const bad = (why: string): never => {
+    throw new BrokerFlagError(where.split('=')[0] ?? where, `invalid value ${JSON.stringify(raw ?? '')} for ${where}: ${why}`);
+  };
+  switch (spec.kind) {
+    case 'bool':
+      return raw === undefined ? true : (parseGoBool(raw) ?? bad('expected true or false'));
+    case 'int': {
+      const text = (raw ?? '').trim();
+      return /^\d+$/.test(text) ? Number(text) : bad('expected a whole number >= 0');
+    }
+    case 'duration': {
+      let ms: number;
+      try {
+        ms = parseDuration(raw ?? '');
+      } catch (err) {
+        return bad((err as Error).message);
+      }
+      return ms < 0 ? bad('must not be negative') : ms;
+    }
+    case 'string':
+      return raw ?? '';
+  }
+}
+
+function historyConfig(values: BrokerValues, dataPath: string): BrokerHistoryConfig {
+  const url = brokerValue(values, 'history-db') as string | undefined;
+  let db: HistoryDataSourceOptions | undefined;
+  if (url !== undefined && /^(off|none|false)$/i.test(url.trim())) {
+    db = undefined;
+  } else {
+    try {
+      db = historyOptionsFromUrl(url, join(dataPath, 'history.sqlite'));
+    } catch (err) {
+      const where = values.get('history-db')?.where.split('=')[0] ?? '--history-db';
+      throw new BrokerFlagError(where, `${where}: ${(err as Error).message}`);
+    }
+  }
+  const spool = brokerValue(values, 'history-spool') as string | undefined;
+  return {
+    db,
+    spoolPath: spool || join(dataPath, 'history.spool'),
+    storeBodies: (brokerValue(values, 'history-store-bodies') as boolean | undefined) ?? true,
+    maxBodySize: (brokerValue(values, 'history-max-body-size') as number | undefined) ?? DEFAULT_HISTORY_MAX_BODY,
+    retention: (brokerValue(values, 'history-retention') as number | undefined) ?? DEFAULT_HISTORY_RETENTION,
+  };
+}
+
+function adminConfig(values: BrokerValues): BrokerAdminConfig {
+  const given = brokerValue(values, 'admin-address') as string | undefined;
+  const token = (brokerValue(values, 'admin-token') as string | undefined) || undefined;
+  const text = (given ?? DEFAULT_ADMIN_ADDRESS).trim();
+  if (/^(off|none|false|)$/i.test(text)) return { address: undefined, token };
+  const where = values.get('admin-address')?.where ?? '--admin-address';
+  const match = /^(\[[^\]]*\]|[^:]*):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) {
+    throw new BrokerFlagError(where.split('=')[0] ?? where, `invalid value ${JSON.stringify(text)} for ${where}: expected host:port (e.g. ${DEFAULT_ADMIN_ADDRESS}) or off`);
+  }
+  return { address: text, token };
 }
 
 /** Runs the libs' own validation now, so a bad combination is a flag error (exit 2) and not a failed start. */
@@ -419,7 +590,7 @@ function validate(server: Server, input: Record<string, unknown>, flags: Readonl
 }
 
 function unknownFlagMessage(name: string, role: Role): string {
-  const other = ROLES.filter((r) => r !== role).find((r) => flagsFor(r).has(name));
+  const other = ROLES.filter((r) => r !== role).find((r) => flagsFor(r).has(name) || BROKER_FLAG_BY_NAME.get(name)?.roles.includes(r));
   const hint = other ? ` (it exists in --role ${other})` : '';
   return `flag provided but not defined: --${name}${hint}; see --help`;
 }
@@ -475,6 +646,15 @@ export function helpText(role: Role = 'all'): string {
     '      Print the version and exit',
     '',
   ];
+  const own = BROKER_FLAGS.filter((f) => f.roles.includes(role));
+  if (own.length > 0) {
+    lines.push('Message history and admin (roles all and nsqd):');
+    for (const f of own) {
+      lines.push(`  --${f.flag}${f.kind === 'bool' ? '' : ` ${f.kind}`}`);
+      lines.push(`      ${f.doc}${f.defaultText ? ` (default ${f.defaultText})` : ''} [env ${f.env}]`);
+    }
+    lines.push('');
+  }
   const nsqd = flags.filter((f) => f.server === 'nsqd');
   const lookupd = flags.filter((f) => f.server === 'lookupd');
   if (nsqd.length > 0) lines.push(...section('nsqd (role all and nsqd):', nsqd), '');

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { ConsoleLogger, Logger } from '@nestjs/common';
-import type { INestApplicationContext, LogLevel } from '@nestjs/common';
+import type { INestApplication, INestApplicationContext, LogLevel } from '@nestjs/common';
+import type { AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { BrokerFlagError, parseCommandLine, type BrokerLogLevel } from './flags.js';
 import { BrokerModule } from './broker.module.js';
@@ -33,6 +34,24 @@ async function main(): Promise<void> {
   }
   const { config } = parsed;
 
+  /** The servers plus the admin HTTP listener (API and page) on `address`. */
+  const startWithAdmin = async (address: string): Promise<INestApplication> => {
+    const http = await NestFactory.create(BrokerModule.forRoot(config), { logger, abortOnError: false });
+    const i = address.lastIndexOf(':');
+    const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+    try {
+      // listen() runs the bootstrap hooks first: the servers are up before the page can be asked
+      await http.listen(Number(address.slice(i + 1)), host);
+    } catch (err) {
+      await http.close().catch(() => undefined);
+      throw err;
+    }
+    const bound = (http.getHttpServer() as { address(): AddressInfo | string | null }).address();
+    const where = bound !== null && typeof bound === 'object' ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : address;
+    new Logger('admin').log(`HTTP: listening on ${where}`);
+    return http;
+  };
+
   const logger = new ConsoleLogger({
     logLevels: NEST_LEVELS[config.logLevel],
     // Nest colours even into pipes; escape codes would garble logs that are grepped or shipped
@@ -50,7 +69,7 @@ async function main(): Promise<void> {
 
   let app: INestApplicationContext;
   try {
-    app = await NestFactory.createApplicationContext(BrokerModule.forRoot(config), { logger, abortOnError: false });
+    app = config.admin.address === undefined ? await NestFactory.createApplicationContext(BrokerModule.forRoot(config), { logger, abortOnError: false }) : await startWithAdmin(config.admin.address);
   } catch (err) {
     // the error text is kept whole: supervisors and the test harness look for "address already in use"
     log.error(`failed to start (role ${config.role}): ${err instanceof Error ? err.message : String(err)}`);

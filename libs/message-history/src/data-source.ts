@@ -102,40 +102,51 @@ export async function createHistoryDataSource(options: HistoryDataSourceOptions)
 }
 
 /**
- * `HISTORY_DB_URL`: `mysql://user:pass@host:port/db` or `mariadb://…` for MySQL / MariaDB;
+ * A history database URL: `mysql://user:pass@host:port/db` or `mariadb://…` for MySQL / MariaDB;
  * `sqljs:<path>` or a plain file path for the embedded database. Unset or empty: the embedded
- * database at `.data/history.sqlite`.
+ * database at `defaultLocation`. Throws an Error that says what is wrong with the URL.
  */
-export function historyOptionsFromEnv(env: Record<string, string | undefined> = process.env): HistoryDataSourceOptions {
-  const url = env.HISTORY_DB_URL?.trim();
-  if (!url) return { type: 'sqljs', location: DEFAULT_SQLJS_LOCATION };
-  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+export function historyOptionsFromUrl(url: string | undefined, defaultLocation: string = DEFAULT_SQLJS_LOCATION): HistoryDataSourceOptions {
+  const text = url?.trim();
+  if (!text) return { type: 'sqljs', location: defaultLocation };
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(text)?.[1]?.toLowerCase();
   if (scheme === 'mysql' || scheme === 'mariadb') {
     let parsed: URL;
     try {
-      parsed = new URL(url);
+      parsed = new URL(text);
     } catch {
-      throw new Error(`HISTORY_DB_URL is not a valid URL: ${url}`);
+      throw new Error(`not a valid URL: ${text}`);
     }
     const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
-    if (!database) throw new Error(`HISTORY_DB_URL names no database (expected ${scheme}://user@host:port/<database>)`);
+    if (!database) throw new Error(`the URL names no database (expected ${scheme}://user@host:port/<database>)`);
+    const port = parsed.port ? Number(parsed.port) : 3306;
     return {
       type: scheme,
       host: parsed.hostname || '127.0.0.1',
-      port: parsed.port ? Number(parsed.port) : 3306,
+      port,
       username: parsed.username ? decodeURIComponent(parsed.username) : 'root',
       password: decodeURIComponent(parsed.password),
       database,
     };
   }
   if (scheme === 'sqljs') {
-    const location = url.slice('sqljs:'.length).replace(/^\/\//, '');
-    return { type: 'sqljs', location: location || DEFAULT_SQLJS_LOCATION };
+    const location = text.slice('sqljs:'.length).replace(/^\/\//, '');
+    return { type: 'sqljs', location: location || defaultLocation };
   }
+  // one letter before a colon is a Windows drive, not a scheme
   if (scheme !== undefined && scheme.length > 1) {
-    throw new Error(`HISTORY_DB_URL: unsupported scheme ${scheme}: (use mysql://, mariadb://, sqljs:<path> or a file path)`);
+    throw new Error(`unsupported scheme ${scheme}: (use mysql://, mariadb://, sqljs:<path> or a file path)`);
   }
-  return { type: 'sqljs', location: url };
+  return { type: 'sqljs', location: text };
+}
+
+/** `HISTORY_DB_URL` (see historyOptionsFromUrl); unset or empty: the embedded database at `.data/history.sqlite`. */
+export function historyOptionsFromEnv(env: Record<string, string | undefined> = process.env): HistoryDataSourceOptions {
+  try {
+    return historyOptionsFromUrl(env.HISTORY_DB_URL);
+  } catch (err) {
+    throw new Error(`HISTORY_DB_URL: ${(err as Error).message}`);
+  }
 }
 
 const chains = new WeakMap<DataSource, Promise<unknown>>();

@@ -7,6 +7,7 @@ export {
   createHistoryDataSource,
   historyDataSourceOptions,
   historyOptionsFromEnv,
+  historyOptionsFromUrl,
   withDatabaseLock,
   DEFAULT_SQLJS_LOCATION,
   HISTORY_MIGRATIONS_TABLE,

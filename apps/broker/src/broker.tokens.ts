@@ -1,0 +1,2 @@
+/** Injection token of the parsed BrokerConfig. */
+export const BROKER_CONFIG = Symbol('BROKER_CONFIG');
