@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import {
   createHistoryDataSource,
+  HISTORY_MIGRATIONS,
   HISTORY_MIGRATIONS_TABLE,
   HistoryQueryService,
   HistoryRecorder,
@@ -43,7 +44,7 @@ describe('embedded history database (sql.js file)', () => {
 
     const ds = await createHistoryDataSource({ type: 'sqljs', location });
     try {
-      expect(await countRows(ds, HISTORY_MIGRATIONS_TABLE)).toBe(1);
+      expect(await countRows(ds, HISTORY_MIGRATIONS_TABLE)).toBe(HISTORY_MIGRATIONS.length);
       expect(await countRows(ds, 'nsq_message_event')).toBe(6);
       const query = new HistoryQueryService(ds);
       for (const id of ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']) {

@@ -28,14 +28,15 @@ abstract class WithId {
 @Index('IDX_nsq_message_topic_published_at', ['topic', 'publishedAt'])
 @Index('IDX_nsq_message_status_published_at', ['status', 'publishedAt'])
 @Index('IDX_nsq_message_message_key', ['messageKey'])
+@Index('IDX_nsq_message_message_id', ['messageId'])
 @Index('IDX_nsq_message_published_at', ['publishedAt'])
 export class HistoryMessage extends WithId {
   /** The nsqd the message id is unique on: its identity (broadcast:tcpPort) or the address it was read from. */
   @Column({ type: 'varchar', length: 255 })
   nsqd!: string;
 
-  /** nsqd's 16-character hex message id. */
-  @Column({ type: 'varchar', length: 16 })
+  /** nsqd's 16-character hex message id; on client-side history's producer records (nsqd 'client'), the message key. */
+  @Column({ type: 'varchar', length: 64 })
   messageId!: string;
 
   /** The envelope's message-key header, linking a client-side publish to its deliveries. */
@@ -99,7 +100,7 @@ export class HistoryEvent extends WithId {
   @Column({ type: 'varchar', length: 255 })
   nsqd!: string;
 
-  @Column({ type: 'varchar', length: 16 })
+  @Column({ type: 'varchar', length: 64 })
   messageId!: string;
 
   /** The message's topic; lets the summary create the message row when its publish was not recorded. */
@@ -136,7 +137,7 @@ export class HistoryChannelState extends WithId {
   @Column({ type: 'varchar', length: 255 })
   nsqd!: string;
 
-  @Column({ type: 'varchar', length: 16 })
+  @Column({ type: 'varchar', length: 64 })
   messageId!: string;
 
   @Column({ type: 'varchar', length: 64 })

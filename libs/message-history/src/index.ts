@@ -1,5 +1,5 @@
 export { HistoryMessage, HistoryEvent, HistoryChannelState, HISTORY_ENTITIES } from './entities.js';
-export { CreateHistoryTables1747000000000, HISTORY_MIGRATIONS } from './migrations.js';
+export { CreateHistoryTables1747000000000, WidenHistoryMessageId1748000000000, HISTORY_MIGRATIONS } from './migrations.js';
 export { HistoryEventSubscriber } from './subscriber.js';
 export { mergeEvent, statusOf, emptySummary, type SummaryEvent, type SummaryState } from './summary.js';
 export {
@@ -18,6 +18,15 @@ export {
 export { HistoryRecorder, type HistoryRecorderOptions, type HistoryRecorderStats, type RetentionResult } from './recorder.js';
 export { historyRecordFromNsqdEvent, recordNsqdEvents } from './nsqd.js';
 export {
+  historyHooks,
+  historyRecordsFromPublish,
+  historyRecordFromDelivery,
+  historyRecordFromFinish,
+  historyRecordFromRequeue,
+  historyRecordFromDeadLetter,
+  type HistoryHooksOptions,
+} from './transport.js';
+export {
   HistoryQueryService,
   HistoryQueryError,
   DEFAULT_SEARCH_LIMIT,
@@ -33,4 +42,4 @@ export {
   type HistoryTimeInput,
 } from './query.js';
 export { Spool } from './spool.js';
-export { HISTORY_EVENT_TYPES, HISTORY_STATUSES, COLUMN_LIMITS, type HistoryEventType, type HistoryStatus, type HistoryRecord } from './types.js';
+export { HISTORY_EVENT_TYPES, HISTORY_STATUSES, COLUMN_LIMITS, CLIENT_NSQD, type HistoryEventType, type HistoryStatus, type HistoryRecord } from './types.js';

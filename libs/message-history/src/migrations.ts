@@ -140,4 +140,45 @@ export class CreateHistoryTables1747000000000 implements MigrationInterface {
   }
 }
 
-export const HISTORY_MIGRATIONS = [CreateHistoryTables1747000000000];
+const MESSAGE_ID_TABLES = ['nsq_message', 'nsq_message_event', 'nsq_message_channel'] as const;
+
+/**
+ * `messageId` from nsqd's fixed 16 characters to up to 64: client-side history (./transport.ts)
+ * files a producer's publish under its message key (a UUID, or a key of the application's own).
+ * MySQL/MariaDB only: SQLite does not enforce a declared varchar length, so its tables take
+ * longer ids as they are. Still ASCII with a binary collation (the recorder only writes ids of
+ * [A-Za-z0-9._:-] there); the unique and lookup indexes are rebuilt with the column. Also an
+ * index on `nsq_message(messageId)`, on both engines: a lookup by id without the nsqd, or by key,
+ * finds its message rows through it, then their events through the (nsqd, messageId) indexes.
+ */
+export class WidenHistoryMessageId1748000000000 implements MigrationInterface {
+  name = 'WidenHistoryMessageId1748000000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    // a message looked up by id alone (no nsqd) or by key must not scan the table
+    await queryRunner.query('CREATE INDEX `IDX_nsq_message_message_id` ON `nsq_message` (`messageId`)');
+    if (!isMysqlFamily(queryRunner)) return;
+    for (const table of MESSAGE_ID_TABLES) {
+      await queryRunner.query(`ALTER TABLE \`${table}\` MODIFY \`messageId\` varchar(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL`);
+    }
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    if (!isMysqlFamily(queryRunner)) {
+      await queryRunner.query('DROP INDEX `IDX_nsq_message_message_id`');
+      return;
+    }
+    for (const table of MESSAGE_ID_TABLES) {
+      // narrowing would cut the client-side ids (or fail in strict mode): refuse while there are any
+      const rows = (await queryRunner.query(`SELECT COUNT(*) AS n FROM \`${table}\` WHERE CHAR_LENGTH(\`messageId\`) > 16`)) as Array<{ n: number | string }>;
+      const n = Number(rows[0]?.n ?? 0);
+      if (n > 0) throw new Error(`cannot revert ${this.name}: ${table} has ${n} rows with a messageId longer than 16 characters (client-side history); delete them first`);
+    }
+    for (const table of MESSAGE_ID_TABLES) {
+      await queryRunner.query(`ALTER TABLE \`${table}\` MODIFY \`messageId\` char(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL`);
+    }
+    await queryRunner.query('DROP INDEX `IDX_nsq_message_message_id` ON `nsq_message`');
+  }
+}
+
+export const HISTORY_MIGRATIONS = [CreateHistoryTables1747000000000, WidenHistoryMessageId1748000000000];

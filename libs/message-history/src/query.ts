@@ -1,7 +1,7 @@
-import type { DataSource, EntityManager, SelectQueryBuilder } from 'typeorm';
+import { Brackets, type DataSource, type EntityManager, type SelectQueryBuilder } from 'typeorm';
 import { withDatabaseLock } from './data-source.js';
 import { HistoryChannelState, HistoryEvent, HistoryMessage } from './entities.js';
-import { HISTORY_STATUSES, type HistoryEventType, type HistoryStatus } from './types.js';
+import { CLIENT_NSQD, HISTORY_STATUSES, type HistoryEventType, type HistoryStatus } from './types.js';
 
 /** A bad query parameter (the admin API answers 400 with its message). */
 export class HistoryQueryError extends Error {
@@ -110,6 +110,10 @@ export const MAX_SEARCH_LIMIT = 500;
 const PREVIEW_BYTES = 256;
 const MAX_NEEDLE_BYTES = 1024;
 const STATUSES = new Set<string>(HISTORY_STATUSES);
+/** An nsqd id (16 hex characters) or a message key. */
+const MESSAGE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+/** Rows one message key may find (a key is meant to be unique; a reused one must not load the table). */
+const MAX_KEY_MATCHES = MAX_SEARCH_LIMIT;
 
 function toBuffer(value: unknown): Buffer | null {
   if (value === null || value === undefined) return null;
@@ -229,35 +233,55 @@ export class HistoryQueryService {
   }
 
   /**
-   * A message by nsqd id: row (body as base64, and as text when valid UTF-8), timeline and
-   * per-channel states. Ids are unique per nsqd only: without `nsqd`, every nsqd's message with
-   * this id is returned. An empty array when nothing is known about it.
+   * A message by nsqd id or by message key: row (body as base64, and as text when valid UTF-8),
+   * timeline and per-channel states. Ids are unique per nsqd only: without `nsqd`, every nsqd's
+   * message with this id is returned. A message key (the envelope's message-key header) finds
+   * every row that carries it: client-side history's producer record (nsqd 'client', filed under
+   * the key) and the consumer-side record under each nsqd id the message had. Producer records
+   * come first, then by nsqd. An empty array when nothing is known about it.
    */
   async getMessage(messageId: string, nsqd?: string): Promise<HistoryMessageDetail[]> {
-    if (typeof messageId !== 'string' || !/^[0-9A-Za-z]{1,16}$/.test(messageId)) {
-      throw new HistoryQueryError('messageId must be an nsqd message id (16 hex characters)', 'messageId');
+    if (typeof messageId !== 'string' || !MESSAGE_ID.test(messageId)) {
+      throw new HistoryQueryError('messageId must be an nsqd message id (16 hex characters) or a message key (1-64 of [A-Za-z0-9._:-])', 'messageId');
     }
     const node = text('nsqd', nsqd, 255);
-    const where = (qb: SelectQueryBuilder<object>, alias: string): void => {
-      qb.where(`${alias}.messageId = :messageId`, { messageId });
-      if (node !== undefined) qb.andWhere(`${alias}.nsqd = :nsqd`, { nsqd: node });
-    };
     const [messages, events, channels] = await this.read(async (em) => {
-      const mq = em.createQueryBuilder(HistoryMessage, 'm');
-      where(mq, 'm');
+      const mq = em
+        .createQueryBuilder(HistoryMessage, 'm')
+        .where(new Brackets((b) => b.where('m.messageId = :messageId', { messageId }).orWhere('m.messageKey = :messageId')))
+        .orderBy('m.id', 'ASC')
+        .limit(MAX_KEY_MATCHES);
+      if (node !== undefined) mq.andWhere('m.nsqd = :nsqd', { nsqd: node });
+      const messages = await mq.getMany();
+      if (messages.length === 0) return [messages, [], []] as const;
+      // Every event has its message row (the summary subscriber upserts it in the event's own
+      // transaction), so the events and channel states are those of the (nsqd, id) pairs found,
+      // read through the (nsqd, messageId, …) indexes.
+      const where = (qb: SelectQueryBuilder<object>, alias: string): void => {
+        qb.where(
+          new Brackets((outer) => {
+            messages.forEach((m, i) => {
+              outer.orWhere(
+                new Brackets((b) => b.where(`${alias}.nsqd = :n${i}`, { [`n${i}`]: m.nsqd }).andWhere(`${alias}.messageId = :m${i}`, { [`m${i}`]: m.messageId })),
+              );
+            });
+          }),
+        );
+      };
       const eq = em.createQueryBuilder(HistoryEvent, 'e').orderBy('e.at', 'ASC').addOrderBy('e.id', 'ASC');
       where(eq, 'e');
       const cq = em.createQueryBuilder(HistoryChannelState, 'c').orderBy('c.channel', 'ASC');
       where(cq, 'c');
-      return [await mq.getMany(), await eq.getMany(), await cq.getMany()] as const;
+      return [messages, await eq.getMany(), await cq.getMany()] as const;
     });
 
-    const byNsqd = new Map<string, HistoryMessageDetail>();
+    const byMessage = new Map<string, HistoryMessageDetail>();
     const detail = (n: string, id: string): HistoryMessageDetail => {
-      let d = byNsqd.get(n);
+      const key = `${n}\u0000${id}`;
+      let d = byMessage.get(key);
       if (d === undefined) {
         d = { nsqd: n, messageId: id, message: null, events: [], channels: [] };
-        byNsqd.set(n, d);
+        byMessage.set(key, d);
       }
       return d;
     };
@@ -284,7 +308,9 @@ export class HistoryQueryService {
         lastEventAt: c.lastEventAt.toISOString(),
       });
     }
-    return [...byNsqd.values()].sort((a, b) => (a.nsqd < b.nsqd ? -1 : a.nsqd > b.nsqd ? 1 : 0));
+    const rank = (d: HistoryMessageDetail): number => (d.nsqd === CLIENT_NSQD ? 0 : 1);
+    const order = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+    return [...byMessage.values()].sort((a, b) => rank(a) - rank(b) || order(a.nsqd, b.nsqd) || order(a.messageId, b.messageId));
   }
 
   /** Messages, newest first, filtered; keyset-paginated on (publishedAt, id). */

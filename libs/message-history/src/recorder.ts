@@ -93,6 +93,8 @@ interface Queued {
   consumer: string | null;
   attempt: number | null;
   detail: string | null;
+  /** `ensureMessage`: the publishedAt of the message row to insert if missing; null: none. */
+  ensureMessageAt: number | null;
 }
 
 const DEFAULTS = {
@@ -168,6 +170,7 @@ function toLine(q: Queued): string {
     cs: q.consumer,
     at: q.attempt,
     dt: q.detail,
+    em: q.ensureMessageAt ?? undefined,
   });
 }
 
@@ -201,6 +204,7 @@ function fromLine(line: string): Queued | undefined {
     consumer: str(o.cs),
     attempt: num(o.at),
     detail: str(o.dt),
+    ensureMessageAt: num(o.em),
   };
 }
 
@@ -425,7 +429,8 @@ export class HistoryRecorder {
     let body: Buffer | null = null;
     let bodyTruncated = false;
     let size = typeof r.size === 'number' && Number.isFinite(r.size) ? Math.max(0, Math.floor(r.size)) : 0;
-    if (r.type === 'published' && Buffer.isBuffer(r.body)) {
+    const ensureMessageAt = r.ensureMessage === true && topic !== null ? (millis(r.publishedAt as Date | undefined) ?? at) : null;
+    if ((r.type === 'published' || ensureMessageAt !== null) && Buffer.isBuffer(r.body)) {
       if (r.size === undefined) size = r.body.length;
       if (this.opts.storeBodies) {
         // a copy only when truncating: keeping a slice would pin the whole large body in memory
@@ -453,6 +458,7 @@ export class HistoryRecorder {
       consumer: cut(r.consumer, COLUMN_LIMITS.consumer),
       attempt,
       detail: cut(r.detail, COLUMN_LIMITS.detail),
+      ensureMessageAt,
     };
   }
 
@@ -625,7 +631,8 @@ export class HistoryRecorder {
 
   /**
    * One transaction: the published messages (an upsert of their publish columns, so a replay
-   * writes the same values again), then every event (INSERT IGNORE on the event key). The
+   * writes the same values again), the message rows consumer-side records ensure (inserted only
+   * where none exists), then every event (INSERT IGNORE on the event key). The
    * inserted events are then announced to the entity subscribers, exactly as InsertQueryBuilder
    * announces its rows, and HistoryEventSubscriber folds them into the summaries before commit.
    */
@@ -634,7 +641,11 @@ export class HistoryRecorder {
     const d = dialectOf(ds);
     const maxBytes = this.opts.maxStatementBytes;
     const messages = new Map<string, Queued>();
-    for (const q of batch) if (q.type === 'published') messages.set(`${q.nsqd}\u0000${q.messageId}`, q);
+    const ensured = new Map<string, Queued>();
+    for (const q of batch) {
+      if (q.type === 'published') messages.set(`${q.nsqd}\u0000${q.messageId}`, q);
+      else if (q.ensureMessageAt !== null) ensured.set(`${q.nsqd}\u0000${q.messageId}`, q);
+    }
     const eventMetadata = ds.getMetadata(HistoryEvent);
     await withDatabaseLock(ds, () =>
       ds.transaction(async (em: EntityManager) => {
@@ -658,6 +669,14 @@ export class HistoryRecorder {
             );
           }
           await queryRunner.query(d.insert('nsq_message', MESSAGE_COLUMNS, rows.length, { conflict: ['nsqd', 'messageId'], update: PUBLISH_COLUMNS }), params);
+        }
+        // consumer-side rows (ensureMessage) after the publishes: INSERT IGNORE never overwrites a row
+        for (const rows of statements([...ensured.values()], MESSAGE_COLUMNS.length, d.maxParams, maxBytes, (q) => ROW_BYTES + (q.body?.length ?? 0) * d.bodyFactor)) {
+          const params: unknown[] = [];
+          for (const q of rows) {
+            params.push(q.nsqd, q.messageId, q.messageKey, q.topic ?? '', q.body, q.bodyTruncated ? 1 : 0, q.size, d.time(q.ensureMessageAt), q.producer, null, 'published', 0);
+          }
+          await queryRunner.query(d.insert('nsq_message', MESSAGE_COLUMNS, rows.length, { ignore: true }), params);
         }
         for (const rows of statements(batch, EVENT_COLUMNS.length, d.maxParams, maxBytes, (q) => ROW_BYTES + (q.detail?.length ?? 0))) {
           const params: unknown[] = [];

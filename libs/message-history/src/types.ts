@@ -28,10 +28,11 @@ export type HistoryStatus = (typeof HISTORY_STATUSES)[number];
 /**
  * One lifecycle event handed to the recorder. `nsqd` + `messageId` identify the message (nsqd
  * ids are unique per nsqd only). A 'published' record carries the message's own fields (topic,
- * body, producer, deferredUntil, messageKey); every record becomes one event row.
+ * body, producer, deferredUntil, messageKey), and so does one with `ensureMessage`; every record
+ * becomes one event row.
  *
- * Dead-lettering (from the transport's hooks) is `{ type: 'dead_lettered', channel, attempt,
- * detail: '<reason>: <error>' }`.
+ * Dead-lettering (from the transport's hooks, ./transport.ts) is `{ type: 'dead_lettered',
+ * channel, attempt, detail: '<reason> -> <dead-letter topic>: <error>' }`.
  */
 export interface HistoryRecord {
   type: HistoryEventType;
@@ -49,12 +50,27 @@ export interface HistoryRecord {
   consumer?: string;
   attempt?: number;
   detail?: string;
+  /**
+   * A consumer-side record (client-side history, ./transport.ts): also insert the message row
+   * (topic, body, size, messageKey, publishedAt) when there is none. An existing row (the
+   * broker's publish, or an earlier delivery's) is never overwritten. Needs `topic`.
+   */
+  ensureMessage?: boolean;
+  /** With `ensureMessage`: the row's publishedAt (nsqd's message timestamp); default `at`. */
+  publishedAt?: Date;
 }
+
+/**
+ * The `nsqd` of client-side history's producer records (./transport.ts): a publish seen by the
+ * producer has no nsqd id yet, so it is filed under its message key on this pseudo-nsqd.
+ */
+export const CLIENT_NSQD = 'client';
 
 /** Column widths: longer strings are cut to fit, so one long value can never fail a whole batch. */
 export const COLUMN_LIMITS = {
   nsqd: 255,
-  messageId: 16,
+  /** nsqd's 16-character ids, and message keys (client-side history's producer records). */
+  messageId: 64,
   messageKey: 64,
   topic: 64,
   channel: 64,

@@ -19,6 +19,8 @@ export interface NsqMessageEvent {
   nsqdAddress: string;
   attempts: number;
   headers: NsqHeaders;
+  /** When nsqd took the message (its message timestamp), ms since the epoch. */
+  timestamp?: number;
   at: Date;
 }
 

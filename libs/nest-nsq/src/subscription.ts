@@ -310,6 +310,7 @@ export class NsqSubscription {
       nsqdAddress: message.nsqdAddress,
       attempts: message.attempts,
       headers,
+      timestamp: Number(message.timestamp / 1_000_000n),
       at: new Date(),
     };
   }
