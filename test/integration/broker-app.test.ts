@@ -5,84 +5,20 @@
  * so the harness's ts path is exercised too.
  */
 import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LookupdHttpClient, NsqdHttpClient } from '../../libs/nsq/src/client/http.js';
+import { BROKER_BOUND_MS as EXIT_BOUND_MS, BrokerProcess, brokerEnv, killBrokers, type BrokerExit } from '../support/broker.js';
 import { brokerMain, describeWithNsq, nsqBinary } from '../support/nsq-bin.js';
 import { startNsqd, startNsqlookupd, stopAll } from '../support/processes.js';
 import { uniqueName } from '../support/client.js';
 import { waitFor } from '../support/wait.js';
 import { flagsFor } from '../../apps/broker/src/flags.js';
 
-/** Generous: a Nest app on a loaded 2-core machine; the point is "exits", not "exits fast". */
-const EXIT_BOUND_MS = 15_000;
-
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** A broker process started directly (for what the harness does not do: role all, failures). */
-class BrokerProcess {
-  readonly child: ChildProcess;
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<Finished>;
-
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [brokerMain(), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: brokerEnv() });
-    this.child.stdout?.setEncoding('utf8').on('data', (c: string) => (this.stdout += c));
-    this.child.stderr?.setEncoding('utf8').on('data', (c: string) => (this.stderr += c));
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        // 'exit' can precede the last 'data' events of the pipes; 'close' follows them
-        this.child.once('close', () => resolve({ code, signal, stdout: this.stdout, stderr: this.stderr }));
-      });
-    });
-    running.add(this);
-  }
-
-  get output(): string {
-    return this.stdout + this.stderr;
-  }
-
-  async port(pattern: RegExp): Promise<number> {
-    const match = await waitFor(() => pattern.exec(this.output), EXIT_BOUND_MS, `log ${String(pattern)}; log so far:\n${this.output}`);
-    return Number(match[1]);
-  }
-
-  async exit(): Promise<Finished> {
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`broker did not exit within ${EXIT_BOUND_MS} ms; log:\n${this.output}`)), EXIT_BOUND_MS);
-    });
-    try {
-      return await Promise.race([this.exited, bound]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
-const running = new Set<BrokerProcess>();
 const tempDirs: string[] = [];
-
-/**
- * The broker reads NSQD_* / NSQLOOKUPD_* / BROKER_*: the tests pass flags only. History and the
- * admin listener (a fixed default port) are off unless a test's flags turn them on.
- */
-function brokerEnv(): NodeJS.ProcessEnv {
-  return {
-    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(NSQD|NSQLOOKUPD|BROKER)_/.test(k))),
-    HISTORY_DB_URL: 'off',
-    BROKER_ADMIN_ADDRESS: 'off',
-  };
-}
 
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'broker-app-'));
@@ -91,7 +27,7 @@ function tempDir(): string {
 }
 
 /** Runs the broker to completion (flag handling exits before any server starts). */
-function runToExit(args: string[]): Finished {
+function runToExit(args: string[]): BrokerExit {
   const r = spawnSync(process.execPath, [brokerMain(), ...args], { encoding: 'utf8', timeout: EXIT_BOUND_MS, env: brokerEnv() });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
@@ -122,13 +58,7 @@ function tcpConnects(port: number): Promise<boolean> {
   });
 }
 
-afterEach(async () => {
-  for (const p of running) {
-    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-    await p.exited;
-  }
-  running.clear();
-});
+afterEach(killBrokers);
 
 afterAll(async () => {
   await stopAll();

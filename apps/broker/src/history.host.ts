@@ -60,6 +60,11 @@ export class HistoryHost {
     return db.type === 'sqljs' ? `sqljs ${db.location}` : `${db.type} ${db.host ?? '127.0.0.1'}:${db.port ?? 3306}/${db.database}`;
   }
 
+  /** Connected and migrated: queries can run. */
+  get databaseReady(): boolean {
+    return this.recorder.databaseReady && this.dataSource.isInitialized;
+  }
+
   stats(): HistoryRecorderStats {
     return this.recorder.stats();
   }
@@ -68,8 +73,9 @@ export class HistoryHost {
   async start(nsqd: NSQD): Promise<void> {
     await this.recorder.start();
     this.started = true;
-    // the first connection attempt runs now, so a bad database shows up in the log at start
-    void this.recorder.flush().catch(() => undefined);
+    // connect now, not at the first event: the admin API reads through the same DataSource, and a
+    // bad database shows in the log at start (the broker still starts; the recorder spools)
+    void this.recorder.connect();
     this.unsubscribe = recordNsqdEvents(this.recorder, nsqd);
   }
 

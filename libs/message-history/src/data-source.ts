@@ -37,7 +37,25 @@ export type HistoryDataSourceOptions = HistoryMysqlOptions | HistorySqljsOptions
 export const DEFAULT_SQLJS_LOCATION = '.data/history.sqlite';
 export const HISTORY_MIGRATIONS_TABLE = 'nsq_history_migrations';
 
-async function saveAtomically(location: string, data: Uint8Array): Promise<void> {
+const saving = new Map<string, Promise<void>>();
+
+/**
+ * Writes the database file whole: temp file, fsync, rename. Saves of one file run one after the
+ * other (sql.js can commit again while a save is still writing; two renames of one temp file
+ * would race), and a save that fails does not stop the next one.
+ */
+function saveAtomically(location: string, data: Uint8Array): Promise<void> {
+  const previous = saving.get(location) ?? Promise.resolve();
+  const run = previous.catch(() => undefined).then(() => writeAtomically(location, data));
+  const tail = run.catch(() => undefined);
+  saving.set(location, tail);
+  void tail.then(() => {
+    if (saving.get(location) === tail) saving.delete(location);
+  });
+  return run;
+}
+
+async function writeAtomically(location: string, data: Uint8Array): Promise<void> {
   const tmp = `${location}.${process.pid}.tmp`;
   const fh = await open(tmp, 'w');
   try {

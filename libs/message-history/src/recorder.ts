@@ -262,6 +262,8 @@ export class HistoryRecorder {
   private readonly spoolPass = new SerialPass(() => this.runSpool(), this.passHooks());
   private retentionRunning: Promise<RetentionResult> | undefined;
   private initializing: Promise<unknown> | undefined;
+  /** True once initialize() (connect and migrations) has completed on the DataSource. */
+  databaseReady = false;
   private flushTimer: NodeJS.Timeout | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;
   private waiters: Array<{ seq: number; resolve: () => void }> = [];
@@ -620,13 +622,33 @@ export class HistoryRecorder {
 
   private async ready(): Promise<DataSource> {
     const ds = this.dataSource;
-    if (!ds.isInitialized) {
-      this.initializing ??= ds.initialize().finally(() => {
-        this.initializing = undefined;
-      });
+    if (!this.databaseReady) {
+      // TypeORM marks the DataSource initialized before its migrations have run: wait for the whole initialize()
+      this.initializing ??= (ds.isInitialized ? Promise.resolve() : ds.initialize())
+        .then(() => {
+          this.databaseReady = true;
+        })
+        .finally(() => {
+          this.initializing = undefined;
+        });
       await this.initializing;
     }
     return ds;
+  }
+
+  /**
+   * Connects (and migrates) the database now rather than at the first write, so that readers
+   * sharing the DataSource need not wait for an event. Never throws: a database that is down is
+   * noted in stats().lastError, and writes keep retrying (spooling meanwhile).
+   */
+  async connect(): Promise<boolean> {
+    try {
+      await this.ready();
+      return true;
+    } catch (err) {
+      this.noteError(err);
+      return false;
+    }
   }
 
   /**

@@ -82,8 +82,8 @@ function single<K extends string>(query: Record<string, unknown>, allowed: reado
   return out;
 }
 
+/** The token guards the API only: the page holds no data and must load to ask for the token. */
 @Controller()
-@UseGuards(AdminTokenGuard)
 @UseFilters(HistoryQueryErrorFilter)
 export class AdminController {
   constructor(@Inject(AdminService) private readonly admin: AdminService) {}
@@ -98,16 +98,19 @@ export class AdminController {
   }
 
   @Get('api/health')
+  @UseGuards(AdminTokenGuard)
   health(): AdminHealth {
     return this.admin.health();
   }
 
   @Get('api/topics')
+  @UseGuards(AdminTokenGuard)
   topics(): { at: string; topics: AdminTopic[] } {
     return this.admin.topics();
   }
 
   @Get('api/messages')
+  @UseGuards(AdminTokenGuard)
   search(@Query() query: Record<string, unknown>): Promise<HistorySearchResult> {
     const q = single(query, SEARCH_PARAMETERS);
     const params: HistorySearchParams = {};
@@ -124,12 +127,14 @@ export class AdminController {
   }
 
   @Get('api/messages/:id')
+  @UseGuards(AdminTokenGuard)
   message(@Param('id') id: string, @Query() query: Record<string, unknown>): Promise<unknown> {
     const q = single(query, ['nsqd', 'token'] as const);
     return this.admin.message(id, q.nsqd);
   }
 
   @Get('api/counts')
+  @UseGuards(AdminTokenGuard)
   counts(@Query() query: Record<string, unknown>): Promise<HistoryCounts> {
     const q = single(query, COUNT_PARAMETERS);
     const params: { from?: string; to?: string } = {};

@@ -93,7 +93,7 @@ export class AdminService implements OnApplicationBootstrap, OnApplicationShutdo
       history: {
         enabled: history !== null,
         backend: history?.backend ?? null,
-        databaseConnected: history?.dataSource.isInitialized ?? false,
+        databaseConnected: history?.databaseReady ?? false,
         stats: history?.stats() ?? null,
       },
     };
@@ -150,7 +150,7 @@ export class AdminService implements OnApplicationBootstrap, OnApplicationShutdo
   private async history<T>(fn: (host: HistoryHost) => Promise<T>): Promise<T> {
     const host = this.historyHost;
     if (!host) throw new ServiceUnavailableException('message history is off (start the broker with --history-db)');
-    if (!host.dataSource.isInitialized) {
+    if (!host.databaseReady) {
       const why = host.stats().lastError;
       throw new ServiceUnavailableException(`the history database is not reachable yet${why ? `: ${why}` : ''}`);
     }
