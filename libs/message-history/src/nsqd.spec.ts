@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { historyRecordFromNsqdEvent } from './nsqd.js';
+import { encodeEnvelope } from '../../nest-nsq/src/index.js';
+import { envelopeMessageKey, historyRecordFromNsqdEvent } from './nsqd.js';
 
 describe('historyRecordFromNsqdEvent', () => {
   const nsqd = '127.0.0.1:4150';
@@ -33,5 +34,19 @@ describe('historyRecordFromNsqdEvent', () => {
       detail: `until ${new Date(base.at + 1000).toISOString()}`,
     });
     expect(historyRecordFromNsqdEvent(nsqd, { ...base, type: 'dropped', channel: 'c', reason: 'sampled out' })).toMatchObject({ type: 'dropped', detail: 'sampled out' });
+  });
+
+  it("records the envelope's message key with a publish, so the broker's row is found by key", () => {
+    const body = encodeEnvelope({ 'message-key': 'order-42', traceparent: 't' }, Buffer.from('{"a":1}'));
+    expect(historyRecordFromNsqdEvent(nsqd, { ...base, type: 'published', producer: 'tcp:x', body })).toMatchObject({ messageKey: 'order-42', body });
+    expect(historyRecordFromNsqdEvent(nsqd, { ...base, type: 'published', producer: 'tcp:x', body: Buffer.from('{"a":1}') })).not.toHaveProperty('messageKey');
+  });
+
+  it('takes no key from bodies that only look like envelopes', () => {
+    const magic = encodeEnvelope({}, Buffer.alloc(0)).subarray(0, 6);
+    expect(envelopeMessageKey(Buffer.concat([magic, Buffer.from([0, 0, 0, 9]), Buffer.from('{')]))).toBeUndefined();
+    expect(envelopeMessageKey(Buffer.concat([magic, Buffer.from([0, 0, 0, 2]), Buffer.from('[]')]))).toBeUndefined();
+    expect(envelopeMessageKey(encodeEnvelope({ 'message-key': '' }, Buffer.alloc(0)))).toBeUndefined();
+    expect(envelopeMessageKey(Buffer.from('plain'))).toBeUndefined();
   });
 });

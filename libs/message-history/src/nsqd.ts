@@ -1,6 +1,21 @@
 import type { MessageEvent, MessageEvents } from '../../nsq/src/nsqd/events.js';
+import { decodeEnvelope, HEADER, isEnvelope } from '../../nest-nsq/src/index.js';
 import type { HistoryRecorder } from './recorder.js';
 import type { HistoryRecord } from './types.js';
+
+/**
+ * The `message-key` header of a body in the transport's envelope (so the broker's record links
+ * to client-side records and can be looked up by key); undefined for any other body, or a broken
+ * envelope (the broker stores what it was given either way).
+ */
+export function envelopeMessageKey(body: Buffer): string | undefined {
+  if (!isEnvelope(body)) return undefined;
+  try {
+    return decodeEnvelope(body).headers[HEADER.messageKey] || undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * One of our nsqd's lifecycle events as a history record. `nsqd` is the identity the message ids
@@ -9,7 +24,8 @@ import type { HistoryRecord } from './types.js';
 export function historyRecordFromNsqdEvent(nsqd: string, event: MessageEvent): HistoryRecord {
   const at = new Date(event.at);
   switch (event.type) {
-    case 'published':
+    case 'published': {
+      const messageKey = envelopeMessageKey(event.body);
       return {
         type: 'published',
         nsqd,
@@ -22,7 +38,9 @@ export function historyRecordFromNsqdEvent(nsqd: string, event: MessageEvent): H
         ...(event.deferMs !== undefined && event.deferMs > 0
           ? { deferredUntil: new Date(event.at + event.deferMs), detail: `deferred ${event.deferMs} ms` }
           : {}),
+        ...(messageKey !== undefined ? { messageKey } : {}),
       };
+    }
     case 'delivered':
     case 'finished':
     case 'timed_out':
