@@ -251,6 +251,7 @@ describe('history and admin flags', () => {
     expect(config.history).toEqual({
       db: { type: 'sqljs', location: '/var/lib/broker/history.sqlite' },
       spoolPath: '/var/lib/broker/history.spool',
+      journal: true,
       storeBodies: true,
       maxBodySize: 65536,
       retention: 7 * 24 * 3600 * 1000,
@@ -274,6 +275,8 @@ describe('history and admin flags', () => {
     expect(run(['--history-db=off', '--admin-address=off']).history?.db).toBeUndefined();
     expect(run([], { HISTORY_DB_URL: 'off', BROKER_ADMIN_ADDRESS: 'off' }).admin.address).toBeUndefined();
     expect(run(['--history-store-bodies']).history?.storeBodies).toBe(true);
+    expect(run(['--history-journal=false']).history?.journal).toBe(false);
+    expect(run([], { BROKER_HISTORY_JOURNAL: 'false' }).history?.journal).toBe(false);
   });
 
   it('rejects bad values naming the flag or env variable', () => {

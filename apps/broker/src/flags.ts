@@ -27,6 +27,8 @@ export interface BrokerHistoryConfig {
   /** The database; undefined = history off (`--history-db=off`). */
   db: HistoryDataSourceOptions | undefined;
   spoolPath: string;
+  /** A HistoryJournal in front of the recorder (events survive a SIGKILL). */
+  journal: boolean;
   storeBodies: boolean;
   maxBodySize: number;
   /** ms; 0 keeps rows forever. */
@@ -194,6 +196,14 @@ export const BROKER_FLAGS: readonly BrokerFlag[] = [
     kind: 'string',
     doc: 'Append-only file that holds history events while the database is down or behind',
     defaultText: '<data-path>/history.spool',
+    roles: WITH_NSQD,
+  },
+  {
+    flag: 'history-journal',
+    env: 'BROKER_HISTORY_JOURNAL',
+    kind: 'bool',
+    doc: 'Write-ahead journal of history events (<history-spool>.journal.N), so a killed broker loses none it held in memory',
+    defaultText: 'true',
     roles: WITH_NSQD,
   },
   { flag: 'history-store-bodies', env: 'BROKER_HISTORY_STORE_BODIES', kind: 'bool', doc: 'Store message bodies in the history', defaultText: 'true', roles: WITH_NSQD },
@@ -556,6 +566,7 @@ function historyConfig(values: BrokerValues, dataPath: string): BrokerHistoryCon
   return {
     db,
     spoolPath: spool || join(dataPath, 'history.spool'),
+    journal: (brokerValue(values, 'history-journal') as boolean | undefined) ?? true,
     storeBodies: (brokerValue(values, 'history-store-bodies') as boolean | undefined) ?? true,
     maxBodySize: (brokerValue(values, 'history-max-body-size') as number | undefined) ?? DEFAULT_HISTORY_MAX_BODY,
     retention: (brokerValue(values, 'history-retention') as number | undefined) ?? DEFAULT_HISTORY_RETENTION,

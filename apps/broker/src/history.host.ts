@@ -2,6 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import {
   buildHistoryDataSource,
+  historyRecordFromNsqdEvent,
+  HistoryJournal,
   HistoryQueryService,
   HistoryRecorder,
   recordNsqdEvents,
@@ -31,6 +33,8 @@ export class HistoryHost {
   readonly dataSource: DataSource;
   readonly recorder: HistoryRecorder;
   readonly query: HistoryQueryService;
+  /** In front of the recorder unless --history-journal=false. */
+  readonly journal: HistoryJournal | undefined;
   private unsubscribe: (() => void) | undefined;
   private started = false;
 
@@ -48,6 +52,7 @@ export class HistoryHost {
       logger: new NestNsqLogger(HISTORY_LOG_CONTEXT),
     });
     this.query = new HistoryQueryService(this.dataSource);
+    this.journal = config.journal ? new HistoryJournal(this.recorder, { path: `${config.spoolPath}.journal` }) : undefined;
   }
 
   get backend(): 'mysql' | 'mariadb' | 'sqljs' {
@@ -66,24 +71,31 @@ export class HistoryHost {
   }
 
   stats(): HistoryRecorderStats {
-    return this.recorder.stats();
+    return this.journal?.stats() ?? this.recorder.stats();
   }
 
   /** Opens the spool (replaying what a previous run left) and subscribes to the started nsqd. */
   async start(nsqd: NSQD): Promise<void> {
-    await this.recorder.start();
+    // the journal starts the recorder, then replays what a killed broker left in it
+    await (this.journal ?? this.recorder).start();
     this.started = true;
     // connect now, not at the first event: the admin API reads through the same DataSource, and a
     // bad database shows in the log at start (the broker still starts; the recorder spools)
     void this.recorder.connect();
-    this.unsubscribe = recordNsqdEvents(this.recorder, nsqd);
+    const journal = this.journal;
+    if (journal) {
+      const identity = nsqd.identity;
+      this.unsubscribe = nsqd.events.subscribe((event) => journal.record(historyRecordFromNsqdEvent(identity, event)));
+    } else {
+      this.unsubscribe = recordNsqdEvents(this.recorder, nsqd);
+    }
   }
 
   /** After the nsqd has closed (its drain emits events too): flush, close, release the database. */
   async close(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    if (this.started) await this.recorder.close();
+    if (this.started) await (this.journal ?? this.recorder).close();
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }
 }

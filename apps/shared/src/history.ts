@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { LoggerService } from '@nestjs/common';
 import {
+  HistoryJournal,
   HistoryRecorder,
   buildHistoryDataSource,
   historyHooks,
@@ -43,7 +44,8 @@ export interface ClientHistory {
 /**
  * Starts client-side history: the transport's publish and delivery hooks feed a HistoryRecorder
  * (which spools to a file while the database is unreachable, so a service starts and runs even
- * when the history database is down).
+ * when the history database is down) through a HistoryJournal (so a killed service loses none of
+ * the events the recorder still held).
  */
 export async function startClientHistory(config: ClientHistoryConfig, service: string, logger: LoggerService): Promise<ClientHistory> {
   const dataSource = buildHistoryDataSource(config.db);
@@ -58,15 +60,17 @@ export async function startClientHistory(config: ClientHistoryConfig, service: s
       error: (m) => logger.error(m, undefined, 'history'),
     },
   });
-  await recorder.start();
+  // a SIGKILLed service must not lose the events its recorder held in memory
+  const journal = new HistoryJournal(recorder, { path: `${config.spoolPath}.journal`, source });
+  await journal.start();
   logger.log(`client-side message history into ${describeDatabase(config.db)} (spool ${config.spoolPath})`, 'history');
   let closing: Promise<void> | undefined;
   return {
-    hooks: historyHooks(recorder, { source }),
+    hooks: historyHooks(journal, { source }),
     recorder,
     close: () =>
       (closing ??= (async () => {
-        await recorder.close();
+        await journal.close();
         if (dataSource.isInitialized) await dataSource.destroy();
       })()),
   };

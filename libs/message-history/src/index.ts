@@ -17,6 +17,7 @@ export {
 } from './data-source.js';
 export { HistoryRecorder, type HistoryRecorderOptions, type HistoryRecorderStats, type RetentionResult } from './recorder.js';
 export { historyRecordFromNsqdEvent, recordNsqdEvents } from './nsqd.js';
+export { HistoryJournal, type HistoryJournalOptions, type HistoryJournalStats } from './journal.js';
 export {
   historyHooks,
   historyRecordsFromPublish,
@@ -42,4 +43,4 @@ export {
   type HistoryTimeInput,
 } from './query.js';
 export { Spool } from './spool.js';
-export { HISTORY_EVENT_TYPES, HISTORY_STATUSES, COLUMN_LIMITS, CLIENT_NSQD, type HistoryEventType, type HistoryStatus, type HistoryRecord } from './types.js';
+export { HISTORY_EVENT_TYPES, HISTORY_STATUSES, COLUMN_LIMITS, CLIENT_NSQD, type HistoryEventType, type HistoryStatus, type HistoryRecord, type HistorySink } from './types.js';

@@ -444,7 +444,8 @@ export class HistoryRecorder {
     const attempt = typeof r.attempt === 'number' && Number.isFinite(r.attempt) ? Math.min(Math.max(Math.floor(r.attempt), 0), 2 ** 31 - 1) : null;
     return {
       seq,
-      key: this.keyPrefix + seq.toString(36),
+      // a key of the caller's (HistoryJournal's) makes a replay of the same event idempotent
+      key: typeof r.key === 'string' && r.key !== '' ? r.key.slice(0, COLUMN_LIMITS.eventKey) : this.keyPrefix + seq.toString(36),
       type: r.type,
       nsqd,
       messageId,

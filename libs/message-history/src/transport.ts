@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { HEADER, NsqMessageEvent, NsqPublishedEvent, NsqTransportHooks } from '../../nest-nsq/src/index.js';
-import type { HistoryRecorder } from './recorder.js';
-import { CLIENT_NSQD, type HistoryRecord } from './types.js';
+import { CLIENT_NSQD, type HistoryRecord, type HistorySink } from './types.js';
 
 export interface HistoryHooksOptions {
   /**
@@ -106,7 +105,7 @@ export function historyRecordFromDeadLetter(event: DeadLettered, source: string)
  *
  * The hooks only queue (HistoryRecorder.record() never waits, never throws).
  */
-export function historyHooks(recorder: HistoryRecorder, options: HistoryHooksOptions = {}): NsqTransportHooks {
+export function historyHooks(recorder: HistorySink, options: HistoryHooksOptions = {}): NsqTransportHooks {
   const source = options.source ?? `${hostname()}/${process.pid}`;
   return {
     published: (event) => {

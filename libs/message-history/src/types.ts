@@ -58,6 +58,16 @@ export interface HistoryRecord {
   ensureMessage?: boolean;
   /** With `ensureMessage`: the row's publishedAt (nsqd's message timestamp); default `at`. */
   publishedAt?: Date;
+  /**
+   * The event's unique key; default one the recorder makes. A writer that may hand the same event
+   * in twice (HistoryJournal replaying after a crash) gives it one, so the second adds nothing.
+   */
+  key?: string;
+}
+
+/** What takes history records: a HistoryRecorder, or a HistoryJournal in front of one. */
+export interface HistorySink {
+  record(record: HistoryRecord): void;
 }
 
 /**
