@@ -37,6 +37,7 @@ export class HistoryHost {
   readonly journal: HistoryJournal | undefined;
   private unsubscribe: (() => void) | undefined;
   private started = false;
+  private connecting: Promise<boolean> | undefined;
 
   constructor(@Inject(BROKER_CONFIG) brokerConfig: BrokerConfig) {
     const config = brokerConfig.history;
@@ -70,6 +71,16 @@ export class HistoryHost {
     return this.recorder.databaseReady && this.dataSource.isInitialized;
   }
 
+  /** Waits up to `ms` for the first connection attempt (started at start()); true when queries can run. */
+  async waitReady(ms: number): Promise<boolean> {
+    if (this.databaseReady || !this.connecting) return this.databaseReady;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    await Promise.race([this.connecting, bound]);
+    clearTimeout(timer);
+    return this.databaseReady;
+  }
+
   stats(): HistoryRecorderStats {
     return this.journal?.stats() ?? this.recorder.stats();
   }
@@ -81,7 +92,7 @@ export class HistoryHost {
     this.started = true;
     // connect now, not at the first event: the admin API reads through the same DataSource, and a
     // bad database shows in the log at start (the broker still starts; the recorder spools)
-    void this.recorder.connect();
+    this.connecting = this.recorder.connect();
     const journal = this.journal;
     if (journal) {
       const identity = nsqd.identity;

@@ -52,6 +52,8 @@ export interface AdminTopic {
 
 /** ms between the counter samples that rates are computed from. */
 export const RATE_SAMPLE_INTERVAL_MS = 1000;
+/** How long a history request waits for the database's first connection before answering 503. */
+const READY_WAIT_MS = 5000;
 
 interface Sample {
   at: number;
@@ -150,7 +152,8 @@ export class AdminService implements OnApplicationBootstrap, OnApplicationShutdo
   private async history<T>(fn: (host: HistoryHost) => Promise<T>): Promise<T> {
     const host = this.historyHost;
     if (!host) throw new ServiceUnavailableException('message history is off (start the broker with --history-db)');
-    if (!host.databaseReady) {
+    // a request right after start waits for the first connection (sql.js: migrations) rather than a 503
+    if (!(await host.waitReady(READY_WAIT_MS))) {
       const why = host.stats().lastError;
       throw new ServiceUnavailableException(`the history database is not reachable yet${why ? `: ${why}` : ''}`);
     }
