@@ -2,7 +2,6 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import {
   buildHistoryDataSource,
-  historyRecordFromNsqdEvent,
   HistoryJournal,
   HistoryQueryService,
   HistoryRecorder,
@@ -93,13 +92,7 @@ export class HistoryHost {
     // connect now, not at the first event: the admin API reads through the same DataSource, and a
     // bad database shows in the log at start (the broker still starts; the recorder spools)
     this.connecting = this.recorder.connect();
-    const journal = this.journal;
-    if (journal) {
-      const identity = nsqd.identity;
-      this.unsubscribe = nsqd.events.subscribe((event) => journal.record(historyRecordFromNsqdEvent(identity, event)));
-    } else {
-      this.unsubscribe = recordNsqdEvents(this.recorder, nsqd);
-    }
+    this.unsubscribe = recordNsqdEvents(this.journal ?? this.recorder, nsqd);
   }
 
   /** After the nsqd has closed (its drain emits events too): flush, close, release the database. */

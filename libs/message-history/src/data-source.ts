@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import mysql from 'mysql2';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { HISTORY_ENTITIES } from './entities.js';
 import { HISTORY_MIGRATIONS } from './migrations.js';
@@ -105,7 +106,19 @@ export function historyDataSourceOptions(options: HistoryDataSourceOptions): Dat
     connectTimeout: options.connectTimeout ?? 10_000,
     timezone: 'Z',
     charset: 'utf8mb4',
+    extra: { queryFormat },
   };
+}
+
+/**
+ * mysql2's query formatting, except that a statement with no parameters is sent as it is: mysql2
+ * scans the whole text for placeholders even then, and the recorder's batch statements (values
+ * written in as literals, hundreds of kilobytes each) spent over a tenth of the writer's CPU in
+ * that scan.
+ */
+function queryFormat(sql: string, values: unknown, timezone: string | undefined): string {
+  if (values === undefined || values === null || (Array.isArray(values) && values.length === 0)) return sql;
+  return mysql.format(sql, values as Parameters<typeof mysql.format>[1], false, timezone);
 }
 
 /** A history DataSource, not yet initialized (the recorder initializes it when the database is reachable). */

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import type { MessageEvent } from '../../nsq/src/nsqd/events.js';
+import { historyRecordFromNsqdEvent } from './nsqd.js';
 import type { HistoryRecorder, HistoryRecorderStats } from './recorder.js';
 import { HISTORY_EVENT_TYPES, type HistoryEventType, type HistoryRecord } from './types.js';
 
@@ -26,7 +28,8 @@ export interface HistoryJournalStats extends HistoryRecorderStats {
 
 const EVENT_TYPES = new Set<string>(HISTORY_EVENT_TYPES);
 
-function toLine(r: HistoryRecord): string {
+/** A record's journal line (JSON). @internal */
+export function journalLine(r: HistoryRecord): string {
   return JSON.stringify({
     k: r.key,
     t: r.type,
@@ -46,6 +49,33 @@ function toLine(r: HistoryRecord): string {
     em: r.ensureMessage,
     pa: r.publishedAt?.getTime(),
   });
+}
+
+/**
+ * journalLine(historyRecordFromNsqdEvent(nsqd, e) with `key`), written out directly for the events of
+ * most deliveries (a plain publish, delivered, finished, timed out), without the record, its Dates
+ * or a general JSON.stringify. `nsqdJson` is JSON.stringify(nsqd).
+ */
+export function nsqdEventLine(key: string, nsqd: string, nsqdJson: string, e: MessageEvent): string {
+  switch (e.type) {
+    case 'published':
+      // an envelope (first byte 0) has a message key, a deferred publish its detail: the general way
+      if ((e.deferMs === undefined || e.deferMs <= 0) && (e.body.length === 0 || e.body[0] !== 0)) {
+        return (
+          `{"k":${JSON.stringify(key)},"t":"published","n":${nsqdJson},"m":${JSON.stringify(e.id)},"a":${Math.trunc(e.at)},"tp":${JSON.stringify(e.topic)},` +
+          `"b":"${e.body.toString('base64')}","s":${e.body.length},"p":${JSON.stringify(e.producer)}}`
+        );
+      }
+      break;
+    case 'delivered':
+    case 'finished':
+    case 'timed_out':
+      return (
+        `{"k":${JSON.stringify(key)},"t":"${e.type}","n":${nsqdJson},"m":${JSON.stringify(e.id)},"a":${Math.trunc(e.at)},"tp":${JSON.stringify(e.topic)},` +
+        `"c":${JSON.stringify(e.channel)}${e.client === '' ? '' : `,"cs":${JSON.stringify(e.client)}`},"at":${e.attempt}}`
+      );
+  }
+  return journalLine({ ...historyRecordFromNsqdEvent(nsqd, e), key });
 }
 
 function fromLine(line: string): HistoryRecord | undefined {
@@ -86,9 +116,10 @@ function fromLine(line: string): HistoryRecord | undefined {
  * already written adds nothing (INSERT IGNORE, idempotent summaries). Appends are not fsync'd:
  * the journal survives the process, not the machine (the recorder's spool is fsync'd).
  *
- * Every `checkpointInterval` a new journal file is started and the recorder is flushed; once that
- * flush resolves (every older event is in the database or in the fsync'd spool), the older files
- * are deleted. So the journal holds about two checkpoint intervals of events.
+ * Every `checkpointInterval` a new journal file is started; once the recorder has written every
+ * event recorded so far (to the database or the fsync'd spool: HistoryRecorder.written(), which
+ * does not hurry writes that wait out a burst), the older files are deleted. So the journal holds
+ * about two checkpoint intervals of events, or, during a burst, what the recorder holds back.
  *
  * The costs are a JSON line per event and a write per run: cheap next to a delivery at the rates
  * of most services, measurable at a broker's full rate (see `npm run bench:history`).
@@ -110,6 +141,9 @@ export class HistoryJournal {
   private timer: NodeJS.Timeout | undefined;
   private state: 'new' | 'started' | 'closed' = 'new';
   private checkpointing: Promise<void> | undefined;
+  /** recordNsqdEvent's last nsqd and its JSON. */
+  private lastNsqd = '';
+  private lastNsqdJson = '""';
 
   constructor(
     readonly recorder: HistoryRecorder,
@@ -164,13 +198,41 @@ export class HistoryJournal {
     try {
       const r: HistoryRecord = record.key === undefined ? { ...record, key: this.keyPrefix + (this.seq++).toString(36) } : record;
       this.recorder.record(r);
-      this.pending.push(toLine(r));
+      this.pending.push(journalLine(r));
       if (!this.scheduled) {
         this.scheduled = true;
         process.nextTick(() => this.writePending());
       }
     } catch {
       // an unserializable record is the recorder's to count as ignored
+    }
+  }
+
+  /**
+   * An nsqd lifecycle event (recordNsqdEvents' path): the same as
+   * `record(historyRecordFromNsqdEvent(nsqd, e))`, through the recorder's fast path, with the
+   * journal line written out directly. `nsqd` must already fit its column.
+   * @internal
+   */
+  recordNsqdEvent(nsqd: string, e: MessageEvent): void {
+    if (this.state !== 'started') {
+      this.recorder.recordNsqdEvent(nsqd, e);
+      return;
+    }
+    try {
+      const key = this.keyPrefix + (this.seq++).toString(36);
+      this.recorder.recordNsqdEvent(nsqd, e, key);
+      if (nsqd !== this.lastNsqd) {
+        this.lastNsqd = nsqd;
+        this.lastNsqdJson = JSON.stringify(nsqd);
+      }
+      this.pending.push(nsqdEventLine(key, nsqd, this.lastNsqdJson, e));
+      if (!this.scheduled) {
+        this.scheduled = true;
+        process.nextTick(() => this.writePending());
+      }
+    } catch {
+      // the recorder counts what it could not take
     }
   }
 
@@ -235,7 +297,8 @@ export class HistoryJournal {
     if (this.state !== 'started' || this.checkpointing !== undefined || this.fd === undefined) return;
     this.writePending();
     if (this.bytes === 0 && this.older.length === 0) return;
-    fsyncSync(this.fd);
+    // no fsync: the journal only has to outlive the process, and an fsync of a second's appends
+    // would stall the event loop (the delivery) for as long as the disk takes
     closeSync(this.fd);
     this.older.push(this.currentPath());
     this.fileNo++;
@@ -247,7 +310,8 @@ export class HistoryJournal {
   private async release(count: number): Promise<void> {
     const bytesBefore = this.bytes;
     try {
-      await this.recorder.flush();
+      // not flush(): that would make the writes compete with a burst of deliveries for the CPU
+      await this.recorder.written();
       const done = this.older.splice(0, count);
       for (const file of done) {
         try {

@@ -1,7 +1,8 @@
 import type { MessageEvent, MessageEvents } from '../../nsq/src/nsqd/events.js';
 import { decodeEnvelope, HEADER, isEnvelope } from '../../nest-nsq/src/index.js';
+import type { HistoryJournal } from './journal.js';
 import type { HistoryRecorder } from './recorder.js';
-import type { HistoryRecord } from './types.js';
+import { COLUMN_LIMITS, type HistoryRecord } from './types.js';
 
 /**
  * The `message-key` header of a body in the transport's envelope (so the broker's record links
@@ -69,7 +70,7 @@ export function historyRecordFromNsqdEvent(nsqd: string, event: MessageEvent): H
  * listener runs on nsqd's delivery path and only queues. Subscribe after the nsqd started: its
  * identity includes the TCP port it bound.
  */
-export function recordNsqdEvents(recorder: HistoryRecorder, nsqd: { readonly identity: string; readonly events: MessageEvents }): () => void {
-  const identity = nsqd.identity;
-  return nsqd.events.subscribe((event) => recorder.record(historyRecordFromNsqdEvent(identity, event)));
+export function recordNsqdEvents(recorder: HistoryRecorder | HistoryJournal, nsqd: { readonly identity: string; readonly events: MessageEvents }): () => void {
+  const identity = nsqd.identity.slice(0, COLUMN_LIMITS.nsqd);
+  return nsqd.events.subscribe((event) => recorder.recordNsqdEvent(identity, event));
 }

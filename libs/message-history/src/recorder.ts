@@ -1,12 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import type { DataSource, EntityManager } from 'typeorm';
 import type { NsqLogger } from '../../nsq/src/client/logger.js';
+import type { MessageEvent } from '../../nsq/src/nsqd/events.js';
 import { withDatabaseLock } from './data-source.js';
 import { HistoryChannelState, HistoryEvent, HistoryMessage } from './entities.js';
+import { envelopeMessageKey } from './nsqd.js';
+import { countOf, fromLine, PUBLISHED, Segment, toLines, TYPE_CODE } from './segment.js';
 import { Spool } from './spool.js';
-import { dialectOf, statements } from './sql.js';
-import { COLUMN_LIMITS, HISTORY_EVENT_TYPES, type HistoryEventType, type HistoryRecord } from './types.js';
+import { dialectOf, isMysqlFamily } from './sql.js';
+import { COLUMN_LIMITS, type HistoryRecord } from './types.js';
+import { Lookahead, type MessageFold, writeSegments } from './writer.js';
 
 export interface HistoryRecorderOptions {
   /** The append-only spool file used while the database is down or slow (JSON lines). */
@@ -15,7 +20,11 @@ export interface HistoryRecorderOptions {
   flushInterval?: number;
   /** Events per transaction; this many queued events also trigger a flush (default 1000). */
   batchSize?: number;
-  /** Events held in memory; beyond this, events go to the spool (default 100_000). */
+  /**
+   * Events held in memory; beyond this, events go to the spool (default 1,000,000). A queued event
+   * takes about 60 bytes besides its body (bodies are bounded by `maxQueuedBytes`), so a burst the
+   * database takes seconds to absorb stays in memory instead of going through the spool file.
+   */
   maxQueued?: number;
   /** Body bytes held in memory; beyond this, events go to the spool (default 64 MiB). */
   maxQueuedBytes?: number;
@@ -43,6 +52,21 @@ export interface HistoryRecorderOptions {
   maxRetryDelay?: number;
   /** Approximate size limit of one INSERT statement, below MySQL's max_allowed_packet (default 4 MiB). */
   maxStatementBytes?: number;
+  /**
+   * While the event loop is busier than this (its utilization over the last `flushInterval`,
+   * 0..1), or events arrive faster than the database could take them (100 batches a second),
+   * queued batches wait instead of being written, so that history does not take the event loop
+   * (and the machine's CPU) from message delivery during a burst; they go ahead anyway once 80 %
+   * of `maxQueued` events (or of `maxQueuedBytes`) wait. flush() and close() never wait. 1 turns
+   * waiting off (default 0.8).
+   */
+  busyThreshold?: number;
+  /**
+   * Batch transactions in flight at once on MySQL / MariaDB (default 4): the server works on
+   * several while the next is built and sent, on as many pooled connections. The embedded sql.js
+   * writes one at a time.
+   */
+  writeConcurrency?: number;
   logger?: NsqLogger;
 }
 
@@ -74,33 +98,10 @@ export interface RetentionResult {
   statements: number;
 }
 
-/** A record as queued, spooled and written. */
-interface Queued {
-  seq: number;
-  key: string;
-  type: HistoryEventType;
-  nsqd: string;
-  messageId: string;
-  at: number;
-  topic: string | null;
-  body: Buffer | null;
-  bodyTruncated: boolean;
-  size: number;
-  producer: string | null;
-  deferredUntil: number | null;
-  messageKey: string | null;
-  channel: string | null;
-  consumer: string | null;
-  attempt: number | null;
-  detail: string | null;
-  /** `ensureMessage`: the publishedAt of the message row to insert if missing; null: none. */
-  ensureMessageAt: number | null;
-}
-
 const DEFAULTS = {
   flushInterval: 100,
   batchSize: 1000,
-  maxQueued: 100_000,
+  maxQueued: 1_000_000,
   maxQueuedBytes: 64 * 1024 * 1024,
   storeBodies: true,
   maxBodySize: 64 * 1024,
@@ -111,15 +112,19 @@ const DEFAULTS = {
   closeTimeout: 10_000,
   maxRetryDelay: 5000,
   maxStatementBytes: 4 * 1024 * 1024,
+  busyThreshold: 0.8,
+  writeConcurrency: 4,
 };
-
-const EVENT_TYPES = new Set<string>(HISTORY_EVENT_TYPES);
-const MESSAGE_COLUMNS = ['nsqd', 'messageId', 'messageKey', 'topic', 'body', 'bodyTruncated', 'size', 'publishedAt', 'producer', 'deferredUntil', 'status', 'attempts'];
-/** What a publish (or its replay) sets on an existing row: never the summary the subscriber keeps. */
-const PUBLISH_COLUMNS = ['topic', 'body', 'bodyTruncated', 'size', 'publishedAt', 'producer', 'deferredUntil', 'messageKey'];
-const EVENT_COLUMNS = ['eventKey', 'nsqd', 'messageId', 'topic', 'type', 'channel', 'consumer', 'attempt', 'at', 'detail'];
-/** Per-row overhead estimate of an INSERT statement, beyond the body. */
-const ROW_BYTES = 600;
+/** Attempts of a batch transaction that the database rolled back to break a deadlock between writers. */
+const DEADLOCK_ATTEMPTS = 3;
+/** Events folded ahead of the writes per batch written, in batches (see Lookahead). */
+const LOOKAHEAD_STEP = 50;
+/** Events per second, in batches, that count as a burst (see busyThreshold): more than the database takes. */
+const BUSY_RATE = 100;
+/** A batch of events that came in within this many ms is a burst. */
+const BURST_MS = 1000 / BUSY_RATE;
+/** Writes stop waiting for a busy event loop once this share of maxQueued (or maxQueuedBytes) waits. */
+const DEFER_LIMIT = 0.8;
 
 const noop = (): void => undefined;
 const silent: NsqLogger = { debug: noop, info: noop, warn: noop, error: noop };
@@ -138,6 +143,23 @@ function millis(value: Date | number | undefined): number | undefined {
   return Number.isFinite(ms) && ms >= 0 && ms <= MAX_TIME ? Math.floor(ms) : undefined;
 }
 
+const MAX_INT = 2 ** 31 - 1;
+const DELIVERED = TYPE_CODE.delivered;
+const FINISHED = TYPE_CODE.finished;
+const TIMED_OUT = TYPE_CODE.timed_out;
+
+/** An attempt as stored: an integer 0..2^31-1. */
+function attemptOf(value: number): number {
+  return value >= 0 && value <= MAX_INT ? Math.floor(value) : value > MAX_INT ? MAX_INT : 0;
+}
+
+/** MySQL's ER_LOCK_DEADLOCK: the server rolled the transaction back, which may simply run again. */
+function isDeadlock(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown; driverError?: { code?: unknown; errno?: unknown } } | null;
+  const code = e?.driverError?.code ?? e?.code;
+  return code === 'ER_LOCK_DEADLOCK' || e?.driverError?.errno === 1213 || e?.errno === 1213;
+}
+
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -152,62 +174,6 @@ function topicMatcher(spec: readonly string[] | RegExp | undefined): ((topic: st
   return (topic) => names.has(topic);
 }
 
-function toLine(q: Queued): string {
-  return JSON.stringify({
-    k: q.key,
-    t: q.type,
-    n: q.nsqd,
-    m: q.messageId,
-    a: q.at,
-    tp: q.topic,
-    b: q.body === null ? null : q.body.toString('base64'),
-    bt: q.bodyTruncated,
-    s: q.size,
-    p: q.producer,
-    d: q.deferredUntil,
-    mk: q.messageKey,
-    c: q.channel,
-    cs: q.consumer,
-    at: q.attempt,
-    dt: q.detail,
-    em: q.ensureMessageAt ?? undefined,
-  });
-}
-
-function fromLine(line: string): Queued | undefined {
-  let o: Record<string, unknown>;
-  try {
-    o = JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (typeof o.k !== 'string' || typeof o.t !== 'string' || !EVENT_TYPES.has(o.t) || typeof o.n !== 'string' || typeof o.m !== 'string' || typeof o.a !== 'number') {
-    return undefined;
-  }
-  const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
-  const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-  return {
-    seq: 0,
-    key: o.k,
-    type: o.t as HistoryEventType,
-    nsqd: o.n,
-    messageId: o.m,
-    at: o.a,
-    topic: str(o.tp),
-    body: typeof o.b === 'string' ? Buffer.from(o.b, 'base64') : null,
-    bodyTruncated: o.bt === true,
-    size: num(o.s) ?? 0,
-    producer: str(o.p),
-    deferredUntil: num(o.d),
-    messageKey: str(o.mk),
-    channel: str(o.c),
-    consumer: str(o.cs),
-    attempt: num(o.at),
-    detail: str(o.dt),
-    ensureMessageAt: num(o.em),
-  };
-}
-
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -218,18 +184,25 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 
 /**
  * The batched history writer. `record()` only queues (it never awaits, never throws, never waits
- * for the database); a flush every `flushInterval` ms, or as soon as `batchSize` events are
- * queued, writes them in one transaction: a multi-row upsert of the published messages, a
- * multi-row INSERT IGNORE of the events (HistoryEventSubscriber updates the summaries in the same
- * transaction).
+ * for the database), into compact segments (./segment.ts); a flush every `flushInterval` ms, or as
+ * soon as `batchSize` events are queued, writes them in one transaction (./writer.ts): a multi-row
+ * INSERT IGNORE of the events, then multi-row upserts of the messages (a publish whole, with the
+ * summary of its events) and of the per-channel summaries, merged into the stored ones in SQL. On
+ * MySQL several batches are in flight at once (`writeConcurrency`).
+ *
+ * Built for a broker's delivery path (recordNsqdEvents): queuing an event costs a few stores
+ * into typed arrays; while events arrive in a burst, or the event loop is busy, the writes wait
+ * (`busyThreshold`), so the database's work does not compete with the delivery, and a message's
+ * later events (its delivery, its FIN) are folded into its rows ahead of the write that carries
+ * its publish (see Lookahead), so each row is written about once.
  *
  * When a write fails (or times out), that batch and everything after it go to the spool file,
  * in order, until the database takes writes again; then the spool is replayed in order, before
  * any newer event, and emptied. The same happens when more than `maxQueued` events (or
  * `maxQueuedBytes` of bodies) wait in memory. Every event carries a unique key
- * (`<source>:<epoch>:<seq>`) and the message write is an upsert of the same values, so a replay
- * of something already written changes nothing. A recorder started on a non-empty spool (say,
- * after a crash) replays it first.
+ * (`<source>:<epoch>:<seq>`), the message write is an upsert of the same values and summaries
+ * merge idempotently, so a replay of something already written changes nothing. A recorder
+ * started on a non-empty spool (say, after a crash) replays it first.
  *
  * Lifecycle: start() → record()… → flush() → close() (idempotent; bounded by `closeTimeout`,
  * after which what is left is spooled synchronously).
@@ -240,19 +213,39 @@ export class HistoryRecorder {
   private readonly include: ((topic: string) => boolean) | undefined;
   private readonly exclude: ((topic: string) => boolean) | undefined;
   private readonly topicVerdicts = new Map<string, boolean>();
+  /** True when includeTopics or excludeTopics is set. */
+  private readonly filtered: boolean;
   private readonly keyPrefix: string;
   private readonly spool: Spool;
 
   private state: 'new' | 'started' | 'closing' | 'closed' = 'new';
   private seq = 0;
   private flushUpTo = 0;
-  private queue: Queued[] = [];
+  /** The latest flush() (or close()) target: batches up to it never wait for a busy event loop. */
+  private urgentUpTo = 0;
+  /** The event loop was busier than busyThreshold at the last tick: queued writes wait. */
+  private busy = false;
+  private loopSample = performance.eventLoopUtilization();
+  /** ms of the event loop the writer spent folding since the last sample (see sampleLoad). */
+  private ownBusyMs = 0;
+  /** performance.now() until which the last batch's arrival counts as a burst (see busyThreshold). */
+  private burstUntil = 0;
+  /** Events waiting for the database, in segments of at most batchSize (./segment.ts). */
+  private queue: Segment[] = [];
+  private queueCount = 0;
   private queueBytes = 0;
-  private inflight: Queued[] | undefined;
-  private inflightDone: Promise<void> | undefined;
-  private spoolBuffer: Queued[] = [];
-  private appending: Queued[] | undefined;
+  /** Batches being written straight from the queue, oldest first. */
+  private inflight: Array<{ batch: Segment[]; done: Promise<void> }> = [];
+  private readonly concurrency: number;
+  /** Events waiting for the spool file. */
+  private spoolBuffer: Segment[] = [];
+  private spoolCount = 0;
+  private appending: Segment[] | undefined;
+  /** The summaries of what is queued, folded ahead of the writes (see Lookahead). */
+  private readonly lookahead = new Lookahead();
   private spooling = false;
+  /** The queue has just overflowed into the spool buffer: append it now. */
+  private overflowed = false;
   private abandoned = false;
   private consecutiveFailures = 0;
   private retryAt = 0;
@@ -298,10 +291,14 @@ export class HistoryRecorder {
       closeTimeout: positive('closeTimeout', options.closeTimeout, 0),
       maxRetryDelay: positive('maxRetryDelay', options.maxRetryDelay, 1),
       maxStatementBytes: positive('maxStatementBytes', options.maxStatementBytes, 1024),
+      busyThreshold: positive('busyThreshold', options.busyThreshold, 0),
+      writeConcurrency: Math.floor(positive('writeConcurrency', options.writeConcurrency, 1)),
     };
+    this.concurrency = isMysqlFamily(dataSource) ? this.opts.writeConcurrency : 1;
     this.logger = options.logger ?? silent;
     this.include = topicMatcher(options.includeTopics);
     this.exclude = topicMatcher(options.excludeTopics);
+    this.filtered = this.include !== undefined || this.exclude !== undefined;
     // the epoch tells this recorder's keys from those of any earlier run with the same source
     this.keyPrefix = `${this.opts.source}:${Date.now().toString(36)}${randomBytes(3).toString('hex')}:`;
     this.spool = new Spool(this.opts.spoolPath);
@@ -314,7 +311,9 @@ export class HistoryRecorder {
     if (this.spool.pendingBytes > 0) {
       this.spooling = true;
       this.spoolBuffer = this.queue.concat(this.spoolBuffer);
+      this.spoolCount += this.queueCount;
       this.queue = [];
+      this.queueCount = 0;
       this.queueBytes = 0;
       this.logger.info(`history: replaying ${this.spool.pendingBytes} bytes left in the spool ${this.opts.spoolPath}`);
     }
@@ -334,33 +333,148 @@ export class HistoryRecorder {
   /** Queues one event. Cheap and synchronous; never throws, never waits for the database. */
   record(record: HistoryRecord): void {
     try {
-      if (this.state === 'closed' || this.abandoned) {
+      if (this.state === 'closed' || this.abandoned || !this.queueRecord(record)) this.counters.ignored++;
+    } catch {
+      this.counters.ignored++;
+    }
+  }
+
+  /**
+   * recordNsqdEvents' path: the same as `record(historyRecordFromNsqdEvent(nsqd, event))`, queued
+   * straight from nsqd's event: no record object, no Date, nothing kept that the garbage
+   * collector would have to move (see Segment). `nsqd` must already fit its column
+   * (recordNsqdEvents cuts it once). `key`: the event's key, when the caller gave it one
+   * (HistoryJournal), instead of the recorder's own.
+   * @internal
+   */
+  recordNsqdEvent(nsqd: string, e: MessageEvent, key?: string): void {
+    try {
+      this.takeNsqdEvent(nsqd, e, key);
+    } catch {
+      this.counters.ignored++;
+    }
+  }
+
+  private takeNsqdEvent(nsqd: string, e: MessageEvent, key: string | undefined): void {
+    if (this.state === 'closed' || this.abandoned) {
+      this.counters.ignored++;
+      return;
+    }
+    // the hot cases, most of a burst: a publish, a delivery or a FIN that fits the queue's open
+    // segment as it is (the rest takes queueNsqdEvent's way, which handles every case)
+    if (e.type === 'published') {
+      const segment = this.queue[this.queue.length - 1];
+      const body = e.body;
+      if (
+        segment !== undefined &&
+        !segment.sealed &&
+        !segment.full &&
+        segment.nextSeq === this.seq + 1 &&
+        !this.spooling &&
+        !this.filtered &&
+        this.opts.storeBodies &&
+        body.length <= this.opts.maxBodySize &&
+        // an envelope's message key is read the slow way
+        (body.length === 0 || body[0] !== 0) &&
+        e.deferMs === undefined &&
+        this.queueCount < this.opts.maxQueued &&
+        this.queueBytes + body.length <= this.opts.maxQueuedBytes &&
+        e.at >= 0 &&
+        e.at <= MAX_TIME &&
+        e.id.length <= COLUMN_LIMITS.messageId &&
+        e.topic.length <= COLUMN_LIMITS.topic &&
+        e.producer.length <= COLUMN_LIMITS.producer
+      ) {
+        this.seq++;
+        segment.pushPublish(nsqd, e.id, e.at, e.topic, body, e.producer === '' ? null : e.producer, key);
+        this.queueBytes += body.length;
+        if (++this.queueCount >= this.opts.batchSize && !this.busy && this.queueCount % this.opts.batchSize === 0) this.kickDb();
+        return;
+      }
+    } else if (e.type === 'delivered' || e.type === 'finished') {
+      const segment = this.queue[this.queue.length - 1];
+      if (
+        segment !== undefined &&
+        !segment.sealed &&
+        !segment.full &&
+        segment.nextSeq === this.seq + 1 &&
+        !this.spooling &&
+        !this.filtered &&
+        this.queueCount < this.opts.maxQueued &&
+        e.at >= 0 &&
+        e.at <= MAX_TIME &&
+        e.attempt >= 0 &&
+        e.attempt <= MAX_INT &&
+        e.id.length <= COLUMN_LIMITS.messageId &&
+        e.topic.length <= COLUMN_LIMITS.topic &&
+        e.channel.length <= COLUMN_LIMITS.channel &&
+        e.client.length <= COLUMN_LIMITS.consumer
+      ) {
+        this.seq++;
+        segment.pushDelivery(e.type === 'delivered' ? DELIVERED : FINISHED, nsqd, e.id, e.at, e.topic, e.channel, e.client === '' ? null : e.client, e.attempt, null, key);
+        if (++this.queueCount >= this.opts.batchSize && !this.busy && this.queueCount % this.opts.batchSize === 0) this.kickDb();
+        return;
+      }
+    }
+    this.queueNsqdEvent(nsqd, e, key ?? null);
+  }
+
+  /** Validates one nsqd event and queues it. */
+  private queueNsqdEvent(nsqd: string, e: MessageEvent, key: string | null): void {
+    try {
+      const topic = e.topic.length > COLUMN_LIMITS.topic ? e.topic.slice(0, COLUMN_LIMITS.topic) : e.topic;
+      const at = e.at;
+      if (!(at >= 0 && at <= MAX_TIME) || (this.filtered && !this.topicAllowed(topic))) {
         this.counters.ignored++;
         return;
       }
-      const q = this.prepare(record);
-      if (q === undefined) {
-        this.counters.ignored++;
-        return;
+      const id = e.id.length > COLUMN_LIMITS.messageId ? e.id.slice(0, COLUMN_LIMITS.messageId) : e.id;
+      switch (e.type) {
+        case 'published': {
+          const body = e.body;
+          const deferred = e.deferMs !== undefined && e.deferMs > 0;
+          const stored = this.opts.storeBodies ? Math.min(body.length, this.opts.maxBodySize) : -1;
+          this.append(
+            PUBLISHED,
+            nsqd,
+            id,
+            at,
+            topic,
+            null,
+            null,
+            -1,
+            deferred ? cut(`deferred ${e.deferMs} ms`, COLUMN_LIMITS.detail) : null,
+            stored < 0 ? null : body,
+            stored < 0 ? 0 : stored,
+            stored >= 0 && stored < body.length,
+            Math.min(body.length, MAX_INT),
+            cut(e.producer, COLUMN_LIMITS.producer),
+            deferred ? Math.min(at + e.deferMs!, MAX_TIME) : -1,
+            cut(envelopeMessageKey(body), COLUMN_LIMITS.messageKey),
+            -1,
+            key,
+          );
+          return;
+        }
+        case 'delivered':
+          this.appendDelivery(DELIVERED, nsqd, id, at, topic, e.channel, e.client, e.attempt, null, key);
+          return;
+        case 'finished':
+          this.appendDelivery(FINISHED, nsqd, id, at, topic, e.channel, e.client, e.attempt, null, key);
+          return;
+        case 'timed_out':
+          this.appendDelivery(TIMED_OUT, nsqd, id, at, topic, e.channel, e.client, e.attempt, null, key);
+          return;
+        case 'requeued':
+          this.appendDelivery(TYPE_CODE.requeued, nsqd, id, at, topic, e.channel, e.client, e.attempt, `delay ${e.delayMs} ms`, key);
+          return;
+        case 'deferred':
+          this.append(TYPE_CODE.deferred, nsqd, id, at, topic, cut(e.channel, COLUMN_LIMITS.channel), null, -1, `until ${new Date(e.until).toISOString()}`, null, 0, false, 0, null, -1, null, -1, key);
+          return;
+        case 'dropped':
+          this.append(TYPE_CODE.dropped, nsqd, id, at, topic, cut(e.channel, COLUMN_LIMITS.channel), null, -1, cut(e.reason, COLUMN_LIMITS.detail), null, 0, false, 0, null, -1, null, -1, key);
+          return;
       }
-      if (this.spooling) {
-        this.spoolBuffer.push(q);
-        if (this.spoolBuffer.length >= this.opts.batchSize) this.kickSpool();
-        return;
-      }
-      const bytes = q.body?.length ?? 0;
-      if (this.queue.length >= this.opts.maxQueued || this.queueBytes + bytes > this.opts.maxQueuedBytes) {
-        this.enterSpooling(`more than ${this.queue.length} events (${this.queueBytes} body bytes) wait for the database`);
-        this.spoolBuffer = this.queue;
-        this.spoolBuffer.push(q);
-        this.queue = [];
-        this.queueBytes = 0;
-        this.kickSpool();
-        return;
-      }
-      this.queue.push(q);
-      this.queueBytes += bytes;
-      if (this.queue.length >= this.opts.batchSize) this.kickDb();
     } catch {
       this.counters.ignored++;
     }
@@ -371,7 +485,21 @@ export class HistoryRecorder {
     if (this.state === 'new') return Promise.reject(new Error('HistoryRecorder.flush() before start(): nothing writes yet'));
     const target = this.seq;
     this.flushUpTo = Math.max(this.flushUpTo, target);
+    this.urgentUpTo = Math.max(this.urgentUpTo, target);
     const done = this.settled(target);
+    this.kickDb();
+    this.kickSpool();
+    return done;
+  }
+
+  /**
+   * Resolves, like flush(), when every event recorded so far is in the database or the spool, but
+   * without hurrying the writes: while the event loop is busy they still wait (busyThreshold).
+   * For HistoryJournal's checkpoints, which must not make the writes compete with a burst.
+   */
+  written(): Promise<void> {
+    if (this.state === 'new') return Promise.reject(new Error('HistoryRecorder.written() before start(): nothing writes yet'));
+    const done = this.settled(this.seq);
     this.kickDb();
     this.kickSpool();
     return done;
@@ -389,7 +517,7 @@ export class HistoryRecorder {
 
   stats(): HistoryRecorderStats {
     return {
-      queued: this.queue.length + this.spoolBuffer.length + (this.inflight?.length ?? 0) + (this.appending?.length ?? 0),
+      queued: this.queueCount + this.spoolCount + this.inflight.reduce((n, w) => n + countOf(w.batch), 0) + countOf(this.appending),
       ...this.counters,
       lastError: this.lastError,
       spoolPendingBytes: this.spool.pendingBytes,
@@ -410,7 +538,6 @@ export class HistoryRecorder {
   // --- queueing ----------------------------------------------------------------------------
 
   private topicAllowed(topic: string): boolean {
-    if (this.include === undefined && this.exclude === undefined) return true;
     let verdict = this.topicVerdicts.get(topic);
     if (verdict === undefined) {
       verdict = (this.include === undefined || this.include(topic)) && !(this.exclude?.(topic) ?? false);
@@ -420,49 +547,139 @@ export class HistoryRecorder {
     return verdict;
   }
 
-  private prepare(r: HistoryRecord): Queued | undefined {
-    if (r === null || typeof r !== 'object' || !EVENT_TYPES.has(r.type)) return undefined;
+  /** Validates a record (cutting strings to their columns) and queues it; false when it is not recorded. */
+  private queueRecord(r: HistoryRecord): boolean {
+    if (r === null || typeof r !== 'object') return false;
+    const code = (TYPE_CODE as Record<string, number | undefined>)[r.type];
     const nsqd = cut(r.nsqd, COLUMN_LIMITS.nsqd);
     const messageId = cut(r.messageId, COLUMN_LIMITS.messageId);
     const at = millis(r.at as Date | number);
-    if (nsqd === null || messageId === null || at === undefined) return undefined;
+    if (code === undefined || nsqd === null || messageId === null || at === undefined) return false;
     const topic = cut(r.topic, COLUMN_LIMITS.topic);
-    if (topic !== null && !this.topicAllowed(topic)) return undefined;
+    if (topic !== null && this.filtered && !this.topicAllowed(topic)) return false;
     let body: Buffer | null = null;
-    let bodyTruncated = false;
+    let stored = 0;
+    let truncated = false;
     let size = typeof r.size === 'number' && Number.isFinite(r.size) ? Math.max(0, Math.floor(r.size)) : 0;
-    const ensureMessageAt = r.ensureMessage === true && topic !== null ? (millis(r.publishedAt as Date | undefined) ?? at) : null;
-    if ((r.type === 'published' || ensureMessageAt !== null) && Buffer.isBuffer(r.body)) {
+    const ensureMessageAt = r.ensureMessage === true && topic !== null ? (millis(r.publishedAt as Date | undefined) ?? at) : -1;
+    if ((code === PUBLISHED || ensureMessageAt >= 0) && Buffer.isBuffer(r.body)) {
       if (r.size === undefined) size = r.body.length;
       if (this.opts.storeBodies) {
-        // a copy only when truncating: keeping a slice would pin the whole large body in memory
-        body = r.body.length > this.opts.maxBodySize ? Buffer.from(r.body.subarray(0, this.opts.maxBodySize)) : r.body;
-        bodyTruncated = body.length < size;
+        body = r.body;
+        stored = Math.min(body.length, this.opts.maxBodySize);
+        truncated = stored < size;
       }
     }
-    const seq = ++this.seq;
-    const attempt = typeof r.attempt === 'number' && Number.isFinite(r.attempt) ? Math.min(Math.max(Math.floor(r.attempt), 0), 2 ** 31 - 1) : null;
-    return {
-      seq,
-      // a key of the caller's (HistoryJournal's) makes a replay of the same event idempotent
-      key: typeof r.key === 'string' && r.key !== '' ? r.key.slice(0, COLUMN_LIMITS.eventKey) : this.keyPrefix + seq.toString(36),
-      type: r.type,
+    this.append(
+      code,
       nsqd,
       messageId,
       at,
       topic,
+      cut(r.channel, COLUMN_LIMITS.channel),
+      cut(r.consumer, COLUMN_LIMITS.consumer),
+      typeof r.attempt === 'number' && Number.isFinite(r.attempt) ? attemptOf(r.attempt) : -1,
+      cut(r.detail, COLUMN_LIMITS.detail),
       body,
-      bodyTruncated,
-      size: Math.min(size, 2 ** 31 - 1),
-      producer: cut(r.producer, COLUMN_LIMITS.producer),
-      deferredUntil: millis(r.deferredUntil as Date | number | undefined) ?? null,
-      messageKey: cut(r.messageKey, COLUMN_LIMITS.messageKey),
-      channel: cut(r.channel, COLUMN_LIMITS.channel),
-      consumer: cut(r.consumer, COLUMN_LIMITS.consumer),
-      attempt,
-      detail: cut(r.detail, COLUMN_LIMITS.detail),
+      stored,
+      truncated,
+      Math.min(size, MAX_INT),
+      cut(r.producer, COLUMN_LIMITS.producer),
+      millis(r.deferredUntil as Date | number | undefined) ?? -1,
+      cut(r.messageKey, COLUMN_LIMITS.messageKey),
       ensureMessageAt,
-    };
+      // a key of the caller's (HistoryJournal's) makes a replay of the same event idempotent
+      cut(r.key, COLUMN_LIMITS.eventKey),
+    );
+    return true;
+  }
+
+  /** A delivery's event from nsqd (whose channel names and attempts are valid by construction). */
+  private appendDelivery(type: number, nsqd: string, id: string, at: number, topic: string, channel: string, client: string, attempt: number, detail: string | null, key: string | null): void {
+    const segment = this.slot(0);
+    segment.pushDelivery(
+      type,
+      nsqd,
+      id,
+      at,
+      topic,
+      channel.length > COLUMN_LIMITS.channel ? channel.slice(0, COLUMN_LIMITS.channel) : channel,
+      client === '' ? null : client.length > COLUMN_LIMITS.consumer ? client.slice(0, COLUMN_LIMITS.consumer) : client,
+      attemptOf(attempt),
+      detail,
+      key ?? undefined,
+    );
+    this.filled(0);
+  }
+
+  /**
+   * Queues a valid event: into the queue for the database, or, while spooling (or when the queue
+   * is full), into the buffer for the spool. Only the first `bodyLength` bytes of `body` are kept.
+   */
+  private append(
+    type: number,
+    nsqd: string,
+    messageId: string,
+    at: number,
+    topic: string | null,
+    channel: string | null,
+    consumer: string | null,
+    attempt: number,
+    detail: string | null,
+    body: Uint8Array | null,
+    bodyLength: number,
+    truncated: boolean,
+    size: number,
+    producer: string | null,
+    deferredUntil: number,
+    messageKey: string | null,
+    ensureMessageAt = -1,
+    key: string | null = null,
+  ): void {
+    const segment = this.slot(bodyLength);
+    segment.push(type, nsqd, messageId, at, topic, channel, consumer, attempt, detail, body, bodyLength, truncated, size, producer, deferredUntil, messageKey, ensureMessageAt, key);
+    this.filled(bodyLength);
+  }
+
+  /**
+   * The segment the next event goes into, its sequence number taken: the queue's last, or while
+   * spooling (or once the queue is full, which starts spooling) the spool buffer's.
+   */
+  private slot(bodyLength: number): Segment {
+    const seq = ++this.seq;
+    if (!this.spooling && (this.queueCount >= this.opts.maxQueued || this.queueBytes + bodyLength > this.opts.maxQueuedBytes)) {
+      this.enterSpooling(`more than ${this.queueCount} events (${this.queueBytes} body bytes) wait for the database`);
+      this.lookahead.reset(seq - 1);
+      this.spoolBuffer = this.queue;
+      this.spoolCount = this.queueCount;
+      this.queue = [];
+      this.queueCount = 0;
+      this.queueBytes = 0;
+      this.overflowed = true;
+    }
+    const list = this.spooling ? this.spoolBuffer : this.queue;
+    let segment = list[list.length - 1];
+    if (segment === undefined || segment.sealed || segment.full || segment.nextSeq !== seq) {
+      if (segment?.full === true) {
+        // how fast a batch of events came in: a burst is one batch every BURST_MS or faster
+        const now = performance.now();
+        if (now - segment.createdAt <= BURST_MS) this.burstUntil = now + BURST_MS * 2;
+      }
+      segment = new Segment(seq, this.opts.batchSize);
+      list.push(segment);
+    }
+    return segment;
+  }
+
+  /** Counts the event just pushed into slot()'s segment, and starts the writes it calls for. */
+  private filled(bodyLength: number): void {
+    if (!this.spooling) {
+      this.queueBytes += bodyLength;
+      if (++this.queueCount >= this.opts.batchSize && !this.busy && this.queueCount % this.opts.batchSize === 0) this.kickDb();
+    } else if (++this.spoolCount >= this.opts.batchSize || this.overflowed) {
+      this.overflowed = false;
+      this.kickSpool();
+    }
   }
 
   private enterSpooling(reason: string): void {
@@ -471,8 +688,9 @@ export class HistoryRecorder {
   }
 
   private tick(): void {
-    if (this.queue.length > 0) this.flushUpTo = Math.max(this.flushUpTo, this.seq);
-    if (this.spoolBuffer.length > 0) this.kickSpool();
+    this.sampleLoad();
+    if (this.queueCount > 0) this.flushUpTo = Math.max(this.flushUpTo, this.seq);
+    if (this.spoolCount > 0) this.kickSpool();
     this.kickDb();
   }
 
@@ -483,9 +701,9 @@ export class HistoryRecorder {
 
   private oldestPending(): number {
     let min = Number.POSITIVE_INFINITY;
-    for (const list of [this.inflight, this.appending, this.spoolBuffer, this.queue]) {
+    for (const list of [this.inflight[0]?.batch, this.appending, this.spoolBuffer, this.queue]) {
       const head = list?.[0];
-      if (head !== undefined && head.seq < min) min = head.seq;
+      if (head !== undefined && head.seq0 < min) min = head.seq0;
     }
     return min;
   }
@@ -507,6 +725,25 @@ export class HistoryRecorder {
     this.dbPass.kick();
   }
 
+  /** Updates `busy` from the event loop's utilization since the last tick (see busyThreshold). */
+  private sampleLoad(): void {
+    if (this.opts.busyThreshold >= 1) return;
+    const sample = performance.eventLoopUtilization();
+    const loop = performance.eventLoopUtilization(sample, this.loopSample);
+    // the writer's own folding does not count: it must not hold itself back
+    const others = Math.max(0, loop.active - this.ownBusyMs) / Math.max(1, loop.idle + loop.active);
+    this.busy = others >= this.opts.busyThreshold;
+    this.loopSample = sample;
+    this.ownBusyMs = 0;
+  }
+
+  /** True when the queued writes should wait for a busy event loop (see busyThreshold). */
+  private shouldDefer(): boolean {
+    // a burst of events also keeps the other processes of the delivery (producers, consumers)
+    // busy, when this loop may be waiting on them, and may have begun since the last tick
+    return (this.busy || (this.opts.busyThreshold < 1 && performance.now() < this.burstUntil)) && this.state === 'started' && this.queueCount < this.opts.maxQueued * DEFER_LIMIT && this.queueBytes < this.opts.maxQueuedBytes * DEFER_LIMIT;
+  }
+
   /** Passes run only once started, never after close or after giving up; their end wakes flush() waiters. */
   private passHooks(): PassHooks {
     return {
@@ -525,9 +762,9 @@ export class HistoryRecorder {
           if (!(await this.replayOnce())) return;
           continue;
         }
-        if (this.spoolBuffer.length > 0 || this.appending !== undefined) return; // the spool side kicks us after appending
+        if (this.spoolCount > 0 || this.appending !== undefined) return; // the spool side kicks us after appending
         await this.spool.resetIfReplayed();
-        if (this.spool.pendingBytes === 0 && this.spoolBuffer.length === 0 && this.appending === undefined) {
+        if (this.spool.pendingBytes === 0 && this.spoolCount === 0 && this.appending === undefined) {
           this.spooling = false;
           this.logger.info('history: spool replayed, writing to the database again');
         }
@@ -535,39 +772,53 @@ export class HistoryRecorder {
       }
       const head = this.queue[0];
       if (head === undefined) return;
-      if (this.queue.length < this.opts.batchSize && head.seq > this.flushUpTo) return;
-      let batch: Queued[];
-      if (this.queue.length <= this.opts.batchSize) {
-        batch = this.queue;
-        this.queue = [];
-      } else {
-        batch = this.queue.splice(0, this.opts.batchSize);
+      // the end of a write kicks this pass again
+      if (this.inflight.length >= this.concurrency) return;
+      if (this.queueCount < this.opts.batchSize && head.seq0 > this.flushUpTo) return;
+      if (head.seq0 > this.urgentUpTo && this.shouldDefer()) return;
+      const batch = this.take(this.queue, this.opts.batchSize);
+      for (const s of batch) {
+        this.queueCount -= s.n;
+        this.queueBytes -= s.bytes;
       }
-      for (const q of batch) this.queueBytes -= q.body?.length ?? 0;
       if (this.queue.length === 0) this.queueBytes = 0;
-      let release = noop;
-      this.inflight = batch;
-      this.inflightDone = new Promise<void>((resolve) => (release = resolve));
-      try {
-        await withTimeout(this.write(batch), this.opts.writeTimeout, 'history batch write');
-        if (this.abandoned) return;
-        this.counters.written += batch.length;
-        this.succeeded();
-      } catch (err) {
-        if (this.abandoned) return;
-        this.failed(err);
-        this.enterSpooling(`the database write failed: ${errorText(err)}`);
-        // the failed batch is the oldest of all: it goes to the spool first
-        this.spoolBuffer = batch.concat(this.spoolBuffer, this.queue);
-        this.queue = [];
-        this.queueBytes = 0;
-      } finally {
-        this.inflight = undefined;
-        this.inflightDone = undefined;
-        release();
+      const started = performance.now();
+      this.lookahead.extend(batch);
+      // a bounded step ahead per batch: the first write of a burst must not stall the event loop
+      this.lookahead.extend(this.queue, LOOKAHEAD_STEP * this.opts.batchSize);
+      const planned = this.lookahead.plan(batch);
+      this.ownBusyMs += performance.now() - started;
+      const write = { batch, done: Promise.resolve() };
+      write.done = this.writeQueued(batch, planned).finally(() => {
+        const i = this.inflight.indexOf(write);
+        if (i >= 0) this.inflight.splice(i, 1);
         this.notify();
-      }
-      if (this.spooling) this.kickSpool();
+        this.kickDb();
+        if (this.spooling) this.kickSpool();
+      });
+      this.inflight.push(write);
+    }
+  }
+
+  /** Writes a batch from the queue; when that fails, it and everything queued go to the spool. */
+  private async writeQueued(batch: Segment[], planned: readonly MessageFold[]): Promise<void> {
+    try {
+      await withTimeout(this.write(batch, planned), this.opts.writeTimeout, 'history batch write');
+      if (this.abandoned) return;
+      this.lookahead.committed(planned);
+      this.counters.written += countOf(batch);
+      this.succeeded();
+    } catch (err) {
+      if (this.abandoned) return;
+      this.failed(err);
+      this.enterSpooling(`the database write failed: ${errorText(err)}`);
+      this.lookahead.reset(this.seq);
+      // in order: the batch is older than what is queued, and maybe than a batch spooled before it
+      this.spoolBuffer = [...batch, ...this.spoolBuffer, ...this.queue].sort((a, b) => a.seq0 - b.seq0);
+      this.spoolCount += countOf(batch) + this.queueCount;
+      this.queue = [];
+      this.queueCount = 0;
+      this.queueBytes = 0;
     }
   }
 
@@ -581,19 +832,17 @@ export class HistoryRecorder {
       this.noteError(err);
       return false;
     }
-    const batch: Queued[] = [];
+    const replayed = new Segment(0, lines.length);
     for (const line of lines) {
-      const q = fromLine(line);
-      if (q !== undefined) batch.push(q);
-      else this.logger.warn(`history: skipping an unreadable spool line (${line.length} bytes)`);
+      if (!fromLine(replayed, line)) this.logger.warn(`history: skipping an unreadable spool line (${line.length} bytes)`);
     }
     try {
-      if (batch.length > 0) await withTimeout(this.write(batch), this.opts.writeTimeout, 'history replay write');
+      if (replayed.n > 0) await withTimeout(this.write([replayed]), this.opts.writeTimeout, 'history replay write');
     } catch (err) {
       this.failed(err);
       return false;
     }
-    this.counters.replayed += batch.length;
+    this.counters.replayed += replayed.n;
     this.succeeded();
     try {
       await this.spool.commit(end);
@@ -652,66 +901,38 @@ export class HistoryRecorder {
     }
   }
 
+  /** Whole segments from the head of `list`, at most `max` events (at least one segment). */
+  private take(list: Segment[], max: number): Segment[] {
+    let n = 0;
+    let k = 0;
+    while (k < list.length && (k === 0 || n + list[k]!.n <= max)) n += list[k++]!.n;
+    const taken = list.splice(0, k);
+    for (const s of taken) s.sealed = true;
+    return taken;
+  }
+
   /**
-   * One transaction: the published messages (an upsert of their publish columns, so a replay
-   * writes the same values again), the message rows consumer-side records ensure (inserted only
-   * where none exists), then every event (INSERT IGNORE on the event key). The
-   * inserted events are then announced to the entity subscribers, exactly as InsertQueryBuilder
-   * announces its rows, and HistoryEventSubscriber folds them into the summaries before commit.
+   * One transaction (./writer.ts): every event (INSERT IGNORE on the event key), then the
+   * messages (publishes upserted whole, so a replay writes the same values again; consumer-side
+   * rows inserted only where none exists) with their summaries merged in, then the channel
+   * summaries. The summaries are folded from the batch here, not by HistoryEventSubscriber.
    */
-  private async write(batch: readonly Queued[]): Promise<void> {
+  private async write(batch: readonly Segment[], planned?: readonly MessageFold[]): Promise<void> {
     const ds = await this.ready();
     const d = dialectOf(ds);
-    const maxBytes = this.opts.maxStatementBytes;
-    const messages = new Map<string, Queued>();
-    const ensured = new Map<string, Queued>();
-    for (const q of batch) {
-      if (q.type === 'published') messages.set(`${q.nsqd}\u0000${q.messageId}`, q);
-      else if (q.ensureMessageAt !== null) ensured.set(`${q.nsqd}\u0000${q.messageId}`, q);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await withDatabaseLock(ds, () =>
+          ds.transaction(async (em: EntityManager) => {
+            await writeSegments(em.queryRunner!, d, batch, this.keyPrefix, this.opts.maxStatementBytes, planned);
+          }),
+        );
+        return;
+      } catch (err) {
+        // concurrent writers of the same rows: the server rolled this one back whole; run it again
+        if (attempt >= DEADLOCK_ATTEMPTS || !isDeadlock(err)) throw err;
+      }
     }
-    const eventMetadata = ds.getMetadata(HistoryEvent);
-    await withDatabaseLock(ds, () =>
-      ds.transaction(async (em: EntityManager) => {
-        const queryRunner = em.queryRunner!;
-        for (const rows of statements([...messages.values()], MESSAGE_COLUMNS.length, d.maxParams, maxBytes, (q) => ROW_BYTES + (q.body?.length ?? 0) * d.bodyFactor)) {
-          const params: unknown[] = [];
-          for (const q of rows) {
-            params.push(
-              q.nsqd,
-              q.messageId,
-              q.messageKey,
-              q.topic ?? '',
-              q.body,
-              q.bodyTruncated ? 1 : 0,
-              q.size,
-              d.time(q.at),
-              q.producer,
-              d.time(q.deferredUntil),
-              q.deferredUntil === null ? 'published' : 'deferred',
-              0,
-            );
-          }
-          await queryRunner.query(d.insert('nsq_message', MESSAGE_COLUMNS, rows.length, { conflict: ['nsqd', 'messageId'], update: PUBLISH_COLUMNS }), params);
-        }
-        // consumer-side rows (ensureMessage) after the publishes: INSERT IGNORE never overwrites a row
-        for (const rows of statements([...ensured.values()], MESSAGE_COLUMNS.length, d.maxParams, maxBytes, (q) => ROW_BYTES + (q.body?.length ?? 0) * d.bodyFactor)) {
-          const params: unknown[] = [];
-          for (const q of rows) {
-            params.push(q.nsqd, q.messageId, q.messageKey, q.topic ?? '', q.body, q.bodyTruncated ? 1 : 0, q.size, d.time(q.ensureMessageAt), q.producer, null, 'published', 0);
-          }
-          await queryRunner.query(d.insert('nsq_message', MESSAGE_COLUMNS, rows.length, { ignore: true }), params);
-        }
-        for (const rows of statements(batch, EVENT_COLUMNS.length, d.maxParams, maxBytes, (q) => ROW_BYTES + (q.detail?.length ?? 0))) {
-          const params: unknown[] = [];
-          for (const q of rows) params.push(q.key, q.nsqd, q.messageId, q.topic, q.type, q.channel, q.consumer, q.attempt, d.time(q.at), q.detail);
-          await queryRunner.query(d.insert('nsq_message_event', EVENT_COLUMNS, rows.length, { ignore: true }), params);
-        }
-        for (const q of batch) {
-          const entity = { eventKey: q.key, nsqd: q.nsqd, messageId: q.messageId, topic: q.topic, type: q.type, channel: q.channel, consumer: q.consumer, attempt: q.attempt, at: new Date(q.at), detail: q.detail };
-          await queryRunner.broadcaster.broadcast('AfterInsert', eventMetadata, entity);
-        }
-      }),
-    );
   }
 
   // --- the spool side ---------------------------------------------------------------------
@@ -721,24 +942,28 @@ export class HistoryRecorder {
   }
 
   private async runSpool(): Promise<void> {
-    while (this.spoolBuffer.length > 0 && !this.abandoned) {
-      // a direct write still in flight is older than anything here: if it fails, it is spooled first
-      if (this.inflightDone !== undefined) {
-        await this.inflightDone;
+    while (this.spoolCount > 0 && !this.abandoned) {
+      // direct writes still in flight are older than anything here: if they fail, they are spooled first
+      if (this.inflight.length > 0) {
+        await Promise.all(this.inflight.map((w) => w.done));
         continue;
       }
       const items = this.spoolBuffer;
+      const count = this.spoolCount;
+      for (const s of items) s.sealed = true;
       this.spoolBuffer = [];
+      this.spoolCount = 0;
       this.appending = items;
       try {
-        await this.spool.append(items.map(toLine).join('\n') + '\n');
+        await this.spool.append(toLines(items, this.keyPrefix));
         if (this.abandoned) return;
-        this.counters.spooled += items.length;
+        this.counters.spooled += count;
       } catch (err) {
         if (this.abandoned) return;
         this.noteError(err);
         this.logger.error(`history: cannot append to the spool ${this.opts.spoolPath}: ${errorText(err)}`);
         this.spoolBuffer = items.concat(this.spoolBuffer);
+        this.spoolCount += count;
         return;
       } finally {
         this.appending = undefined;
@@ -754,7 +979,7 @@ export class HistoryRecorder {
     if (this.state === 'new') {
       // never started: nothing was written; keep what was recorded for the next start
       this.state = 'closing';
-      if (this.queue.length > 0) {
+      if (this.queueCount > 0) {
         try {
           await this.spool.open();
         } catch (err) {
@@ -780,7 +1005,7 @@ export class HistoryRecorder {
     this.abandon();
     const idle = new Promise<void>((resolve) => {
       const check = (): void => {
-        if ((!this.dbPass.running && !this.spoolPass.running && this.retentionRunning === undefined) || Date.now() >= deadline) resolve();
+        if ((!this.dbPass.running && !this.spoolPass.running && this.inflight.length === 0 && this.retentionRunning === undefined) || Date.now() >= deadline) resolve();
         else setTimeout(check, 5).unref();
       };
       check();
@@ -793,20 +1018,23 @@ export class HistoryRecorder {
 
   /** Appends everything still in memory to the spool, synchronously, and stops the loops. */
   private abandon(): void {
-    const left = [...(this.inflight ?? []), ...(this.appending ?? []), ...this.spoolBuffer, ...this.queue].sort((a, b) => a.seq - b.seq);
+    const left = [...this.inflight.flatMap((w) => w.batch), ...(this.appending ?? []), ...this.spoolBuffer, ...this.queue].sort((a, b) => a.seq0 - b.seq0);
+    const count = countOf(left);
     this.abandoned = true;
-    this.inflight = undefined;
+    this.inflight = [];
     this.appending = undefined;
     this.spoolBuffer = [];
+    this.spoolCount = 0;
     this.queue = [];
+    this.queueCount = 0;
     this.queueBytes = 0;
-    if (left.length > 0) {
+    if (count > 0) {
       try {
-        this.spool.appendSync(left.map(toLine).join('\n') + '\n');
-        this.counters.spooled += left.length;
+        this.spool.appendSync(toLines(left, this.keyPrefix));
+        this.counters.spooled += count;
       } catch (err) {
         this.noteError(err);
-        this.logger.error(`history: ${left.length} events lost: cannot append to the spool ${this.opts.spoolPath}: ${errorText(err)}`);
+        this.logger.error(`history: ${count} events lost: cannot append to the spool ${this.opts.spoolPath}: ${errorText(err)}`);
       }
     }
     for (const w of this.waiters) w.resolve();

@@ -72,6 +72,28 @@ export function emptySummary(): SummaryState {
   return { status: 'published', attempts: 0, lastEventAt: null, finishedAt: null, deadLetteredAt: null, firstDeliveredAt: null };
 }
 
+/** True when (at, attempt, phase) of an event is after a summary's latest (lastEventAt -1 = none). */
+function isLater(lastEventAt: number, attempts: number, status: HistoryStatus, at: number, attempt: number, phase: number): boolean {
+  if (lastEventAt < 0) return true;
+  if (at !== lastEventAt) return at > lastEventAt;
+  if (attempt !== attempts) return attempt > attempts;
+  return phase >= phaseOf(status);
+}
+
+/** Folds one event into a summary (in place). */
+export function mergeEvent(state: SummaryState, event: SummaryEvent, deferredPublish = false): SummaryState {
+  const status = statusOf(event.type, deferredPublish);
+  const at = event.at.getTime();
+  const attempt = event.attempt ?? 0;
+  if (isLater(state.lastEventAt?.getTime() ?? -1, state.attempts, state.status, at, attempt, phaseOf(status))) state.status = status;
+  if (attempt > state.attempts) state.attempts = attempt;
+  state.lastEventAt = laterDate(state.lastEventAt, event.at);
+  if (event.type === 'finished') state.finishedAt = laterDate(state.finishedAt, event.at);
+  if (event.type === 'dead_lettered') state.deadLetteredAt = laterDate(state.deadLetteredAt, event.at);
+  if (event.type === 'delivered' || event.type === 'consumed') state.firstDeliveredAt = earlierDate(state.firstDeliveredAt, event.at);
+  return state;
+}
+
 function laterDate(a: Date | null, b: Date): Date {
   return a === null || b.getTime() > a.getTime() ? b : a;
 }
@@ -80,25 +102,31 @@ function earlierDate(a: Date | null, b: Date): Date {
   return a === null || b.getTime() < a.getTime() ? b : a;
 }
 
-/** True when (at, attempt, phase) of `event` is after the state's latest event. */
-function isLater(state: SummaryState, at: number, attempt: number, phase: number): boolean {
-  if (state.lastEventAt === null) return true;
-  const last = state.lastEventAt.getTime();
-  if (at !== last) return at > last;
-  if (attempt !== state.attempts) return attempt > state.attempts;
-  return phase >= phaseOf(state.status);
+/**
+ * A summary as the recorder folds a batch into it: the same rules as mergeEvent on epoch ms
+ * (-1 = none), so folding hundreds of thousands of events allocates no Date.
+ */
+export interface SummaryTimes {
+  status: HistoryStatus;
+  attempts: number;
+  lastEventAt: number;
+  finishedAt: number;
+  deadLetteredAt: number;
+  firstDeliveredAt: number;
 }
 
-/** Folds one event into a summary (in place). */
-export function mergeEvent(state: SummaryState, event: SummaryEvent, deferredPublish = false): SummaryState {
-  const status = statusOf(event.type, deferredPublish);
-  const at = event.at.getTime();
-  const attempt = event.attempt ?? 0;
-  if (isLater(state, at, attempt, phaseOf(status))) state.status = status;
-  if (attempt > state.attempts) state.attempts = attempt;
-  state.lastEventAt = laterDate(state.lastEventAt, event.at);
-  if (event.type === 'finished') state.finishedAt = laterDate(state.finishedAt, event.at);
-  if (event.type === 'dead_lettered') state.deadLetteredAt = laterDate(state.deadLetteredAt, event.at);
-  if (event.type === 'delivered' || event.type === 'consumed') state.firstDeliveredAt = earlierDate(state.firstDeliveredAt, event.at);
-  return state;
+export function emptySummaryTimes(): SummaryTimes {
+  return { status: 'published', attempts: 0, lastEventAt: -1, finishedAt: -1, deadLetteredAt: -1, firstDeliveredAt: -1 };
+}
+
+/** mergeEvent on a SummaryTimes: `attempt` -1 = none. */
+export function mergeEventTimes(state: SummaryTimes, type: HistoryEventType, at: number, attempt: number, deferredPublish = false): void {
+  const status = statusOf(type, deferredPublish);
+  const a = attempt < 0 ? 0 : attempt;
+  if (isLater(state.lastEventAt, state.attempts, state.status, at, a, phaseOf(status))) state.status = status;
+  if (a > state.attempts) state.attempts = a;
+  if (at > state.lastEventAt) state.lastEventAt = at;
+  if (type === 'finished' && at > state.finishedAt) state.finishedAt = at;
+  else if (type === 'dead_lettered' && at > state.deadLetteredAt) state.deadLetteredAt = at;
+  else if ((type === 'delivered' || type === 'consumed') && (state.firstDeliveredAt < 0 || at < state.firstDeliveredAt)) state.firstDeliveredAt = at;
 }
