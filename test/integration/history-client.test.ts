@@ -273,6 +273,17 @@ async function messageIdTypes(ds: DataSource): Promise<string[]> {
   return rows.map((r) => `${r.t} ${r.c}`);
 }
 
+/** The event table's secondary indexes, by name, on either engine. */
+async function eventIndexes(ds: DataSource): Promise<string[]> {
+  const mysql = ds.options.type === 'mysql' || ds.options.type === 'mariadb';
+  const rows = (await ds.query(
+    mysql
+      ? `SELECT DISTINCT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'nsq_message_event' AND INDEX_NAME <> 'PRIMARY'`
+      : `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'nsq_message_event' AND name NOT LIKE 'sqlite_autoindex%'`,
+  )) as Array<{ name: string }>;
+  return rows.map((r) => r.name).sort();
+}
+
 describe.each(backends)('history schema upgrade: messageId widened for message keys (%s)', (backend) => {
   let dir: string | undefined;
   let drop: () => Promise<void> = async () => undefined;
@@ -302,6 +313,13 @@ describe.each(backends)('history schema upgrade: messageId widened for message k
       const old = new DataSource({ ...historyDataSourceOptions(options), migrations: [CreateHistoryTables1747000000000] });
       open.push(old);
       await old.initialize();
+      expect(await eventIndexes(old)).toEqual([
+        'IDX_nsq_message_event_at',
+        'IDX_nsq_message_event_channel_at',
+        'IDX_nsq_message_event_message',
+        'IDX_nsq_message_event_type_at',
+        'UQ_nsq_message_event_event_key',
+      ]);
       if (backend === 'mariadb') {
         expect(await messageIdTypes(old)).toEqual(['nsq_message char(16)', 'nsq_message_channel char(16)', 'nsq_message_event char(16)']);
       }
@@ -316,7 +334,9 @@ describe.each(backends)('history schema upgrade: messageId widened for message k
       const ds = await createHistoryDataSource(options);
       open.push(ds);
       const ran = (await ds.query(`SELECT name FROM ${ds.driver.escape(HISTORY_MIGRATIONS_TABLE)} ORDER BY id`)) as Array<{ name: string }>;
-      expect(ran.map((r) => r.name)).toEqual(['CreateHistoryTables1747000000000', 'WidenHistoryMessageId1748000000000']);
+      expect(ran.map((r) => r.name)).toEqual(['CreateHistoryTables1747000000000', 'WidenHistoryMessageId1748000000000', 'DropUnreadHistoryEventIndexes1749000000000']);
+      // the indexes no query reads are gone; those of the timeline, retention and replays stay
+      expect(await eventIndexes(ds)).toEqual(['IDX_nsq_message_event_at', 'IDX_nsq_message_event_message', 'UQ_nsq_message_event_event_key']);
       if (backend === 'mariadb') {
         expect(await messageIdTypes(ds)).toEqual(['nsq_message varchar(64)', 'nsq_message_channel varchar(64)', 'nsq_message_event varchar(64)']);
       }

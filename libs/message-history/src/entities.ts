@@ -89,8 +89,6 @@ export class HistoryMessage extends WithId {
 @Entity('nsq_message_event')
 @Index('UQ_nsq_message_event_event_key', ['eventKey'], { unique: true })
 @Index('IDX_nsq_message_event_message', ['nsqd', 'messageId', 'at'])
-@Index('IDX_nsq_message_event_channel_at', ['channel', 'at'])
-@Index('IDX_nsq_message_event_type_at', ['type', 'at'])
 @Index('IDX_nsq_message_event_at', ['at'])
 export class HistoryEvent extends WithId {
   /** `<source>:<epoch>:<seq>`, given by the recorder: a replayed event is ignored, not duplicated. */

@@ -1,5 +1,5 @@
 export { HistoryMessage, HistoryEvent, HistoryChannelState, HISTORY_ENTITIES } from './entities.js';
-export { CreateHistoryTables1747000000000, WidenHistoryMessageId1748000000000, HISTORY_MIGRATIONS } from './migrations.js';
+export { CreateHistoryTables1747000000000, DropUnreadHistoryEventIndexes1749000000000, WidenHistoryMessageId1748000000000, HISTORY_MIGRATIONS } from './migrations.js';
 export { HistoryEventSubscriber } from './subscriber.js';
 export { mergeEvent, statusOf, emptySummary, type SummaryEvent, type SummaryState } from './summary.js';
 export {
