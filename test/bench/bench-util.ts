@@ -303,6 +303,119 @@ export function trackChild(child: ChildProcess): void {
   child.once('exit', () => children.delete(child));
 }
 
+/** What a role process sends back: a 'failed' message rejects every waiter. */
+export interface RoleMessage {
+  type: string;
+  phase?: number;
+  error?: string;
+}
+
+interface RoleWaiter<M extends RoleMessage> {
+  match(message: M): boolean;
+  resolve(message: M): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A forked role process of a multi-process benchmark: send commands, wait for its answers (`M`,
+ * the messages it sends over IPC); any 'failed' message or exit rejects every waiter. Its output
+ * is forwarded to stderr line by line, prefixed with its name.
+ */
+export class RoleProcess<M extends RoleMessage> {
+  private readonly waiters = new Set<RoleWaiter<M>>();
+  private readonly exited: Promise<void>;
+  private failure: Error | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly child: ChildProcess,
+    /** How long close() waits for the process to exit before it SIGKILLs it. */
+    private readonly closeTimeoutMs: number,
+  ) {
+    trackChild(child);
+    const forward = (chunk: string): void => {
+      for (const line of chunk.split('\n')) if (line.trim()) process.stderr.write(`[${name}] ${line}\n`);
+    };
+    child.stdout?.setEncoding('utf8').on('data', forward);
+    child.stderr?.setEncoding('utf8').on('data', forward);
+    child.on('message', (message: M) => {
+      if (message.type === 'failed') {
+        this.rejectAll(new Error(`${name} failed${message.phase === undefined ? '' : ` in phase ${message.phase}`}: ${message.error}`));
+        return;
+      }
+      for (const w of this.waiters) {
+        if (w.match(message)) {
+          this.waiters.delete(w);
+          w.resolve(message);
+          return;
+        }
+      }
+    });
+    // e.g. EPIPE when a command races the child's exit; the exit handler reports the failure.
+    child.on('error', (error) => this.rejectAll(new Error(`${name}: ${error.message}`)));
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.rejectAll(new Error(`${name} (pid ${child.pid}) exited (${code ?? signal})`));
+        resolve();
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  send(message: object): void {
+    if (!this.child.connected) throw new Error(`${this.name}: IPC channel closed`);
+    this.child.send(message, (error) => {
+      if (error) this.rejectAll(new Error(`${this.name}: IPC send failed: ${error.message}`));
+    });
+  }
+
+  /** Registers the wait at once (before the command that triggers the answer is sent). */
+  waitFor<T extends M['type']>(type: T, phase: number | undefined, what: string, ms = MEASURE_TIMEOUT_MS): Promise<Extract<M, { type: T }>> {
+    if (this.failure) return Promise.reject(this.failure);
+    const answer = new Promise<M>((resolve, reject) => {
+      this.waiters.add({
+        match: (m) => m.type === type && (phase === undefined || !('phase' in m) || m.phase === phase),
+        resolve,
+        reject,
+      });
+    }) as Promise<Extract<M, { type: T }>>;
+    const bounded = withTimeout(answer, `${this.name}: ${what}`, ms);
+    bounded.catch(() => undefined);
+    return bounded;
+  }
+
+  /** Asks the process to close and exit ({ type: 'close' }); SIGKILL (by PID) if it has not in time. */
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    try {
+      this.send({ type: 'close' });
+      await withTimeout(this.exited, `${this.name} close`, this.closeTimeoutMs);
+    } catch {
+      this.kill();
+      await this.exited;
+    }
+  }
+
+  kill(): void {
+    if (this.child.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
+      try {
+        process.kill(this.child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  private rejectAll(error: Error): void {
+    this.failure ??= error;
+    for (const w of this.waiters) w.reject(error);
+    this.waiters.clear();
+  }
+}
+
 /** Runs an official NSQ binary to completion; resolves with its stdout + stderr. */
 export function runGo(name: NsqBinaryName, argv: string[]): Promise<string> {
   return new Promise((resolve, reject) => {

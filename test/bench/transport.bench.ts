@@ -49,12 +49,12 @@
  * Every process is started here and killed by PID at the end, on failure and on SIGINT/SIGTERM
  * (and the role processes exit by themselves when this process goes away).
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type NsqdProcess, startNsqd } from '../support/processes.js';
 import { sleep } from '../support/wait.js';
-import { fmtRate, forEachFlag, MEASURE_TIMEOUT_MS, Nsqd, progress, runMain, summarize, table, trackChild, verifyConsumed, withTimeout } from './bench-util.js';
+import { fmtRate, forEachFlag, Nsqd, progress, RoleProcess, runMain, summarize, table, verifyConsumed } from './bench-util.js';
 import { type Buffering, type FromChild, type LatencySummary, type RoleConfig, roleArgv, type TransportKind } from './transport-protocol.js';
 
 const ROWS = ['nats', 'nest-nsq-transport', 'ours-go', 'ours-ts'] as const;
@@ -178,114 +178,13 @@ function parseArgs(argv: readonly string[]): Args {
 
 const ROLES_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'transport-roles.js');
 
-type Reply<T extends FromChild['type']> = Extract<FromChild, { type: T }>;
-
-interface Waiter {
-  match(message: FromChild): boolean;
-  resolve(message: FromChild): void;
-  reject(error: Error): void;
-}
-
-/** A forked role process: send commands, wait for its answers; any 'failed' or exit rejects every waiter. */
-class RoleProcess {
-  private readonly waiters = new Set<Waiter>();
-  private exited: Promise<void>;
-  private failure: Error | undefined;
-
-  constructor(
-    readonly name: string,
-    private readonly child: ChildProcess,
-  ) {
-    trackChild(child);
-    const forward = (chunk: string): void => {
-      for (const line of chunk.split('\n')) if (line.trim()) process.stderr.write(`[${name}] ${line}\n`);
-    };
-    child.stdout?.setEncoding('utf8').on('data', forward);
-    child.stderr?.setEncoding('utf8').on('data', forward);
-    child.on('message', (message: FromChild) => {
-      if (message.type === 'failed') {
-        this.rejectAll(new Error(`${name} failed${message.phase === undefined ? '' : ` in phase ${message.phase}`}: ${message.error}`));
-        return;
-      }
-      for (const w of this.waiters) {
-        if (w.match(message)) {
-          this.waiters.delete(w);
-          w.resolve(message);
-          return;
-        }
-      }
-    });
-    // e.g. EPIPE when a command races the child's exit; the exit handler reports the failure.
-    child.on('error', (error) => this.rejectAll(new Error(`${name}: ${error.message}`)));
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.rejectAll(new Error(`${name} (pid ${child.pid}) exited (${code ?? signal})`));
-        resolve();
-      });
-    });
-  }
-
-  static start(role: 'handler' | 'publisher', label: string, config: RoleConfig, args: Args): RoleProcess {
-    const { cpuProf } = args;
-    const profile = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`, `--cpu-prof-name=${label.replace(/[^\w.-]+/g, '_')}-${role}.cpuprofile`] : [];
-    const execArgv = [...profile, ...args.childNodeArgs];
-    const child = fork(ROLES_MAIN, [role, ...roleArgv(config)], { silent: true, execArgv });
-    return new RoleProcess(`${label} ${role}`, child);
-  }
-
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
-  send(message: object): void {
-    if (!this.child.connected) throw new Error(`${this.name}: IPC channel closed`);
-    this.child.send(message, (error) => {
-      if (error) this.rejectAll(new Error(`${this.name}: IPC send failed: ${error.message}`));
-    });
-  }
-
-  /** Registers the wait at once (before the command that triggers the answer is sent). */
-  waitFor<T extends FromChild['type']>(type: T, phase: number | undefined, what: string, ms = MEASURE_TIMEOUT_MS): Promise<Reply<T>> {
-    if (this.failure) return Promise.reject(this.failure);
-    const answer = new Promise<FromChild>((resolve, reject) => {
-      this.waiters.add({
-        match: (m) => m.type === type && (phase === undefined || !('phase' in m) || m.phase === phase),
-        resolve,
-        reject,
-      });
-    }) as Promise<Reply<T>>;
-    const bounded = withTimeout(answer, `${this.name}: ${what}`, ms);
-    bounded.catch(() => undefined);
-    return bounded;
-  }
-
-  /** Asks the process to close its app and exit; SIGKILL (by PID) if it has not within 15 s. */
-  async close(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    try {
-      this.send({ type: 'close' });
-      await withTimeout(this.exited, `${this.name} close`, 15_000);
-    } catch {
-      this.kill();
-      await this.exited;
-    }
-  }
-
-  kill(): void {
-    if (this.child.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
-      try {
-        process.kill(this.child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-
-  private rejectAll(error: Error): void {
-    this.failure ??= error;
-    for (const w of this.waiters) w.reject(error);
-    this.waiters.clear();
-  }
+/** A role process of this benchmark (handler or publisher), profiled with --cpu-prof when asked. */
+function startRole(role: 'handler' | 'publisher', label: string, config: RoleConfig, args: Args): RoleProcess<FromChild> {
+  const { cpuProf } = args;
+  const profile = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`, `--cpu-prof-name=${label.replace(/[^\w.-]+/g, '_')}-${role}.cpuprofile`] : [];
+  const execArgv = [...profile, ...args.childNodeArgs];
+  const child = fork(ROLES_MAIN, [role, ...roleArgv(config)], { silent: true, execArgv });
+  return new RoleProcess<FromChild>(`${label} ${role}`, child, 15_000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,8 +235,8 @@ function brokerLabel(spec: RowSpec): string {
 }
 
 interface Row {
-  handler: RoleProcess;
-  publisher: RoleProcess;
+  handler: RoleProcess<FromChild>;
+  publisher: RoleProcess<FromChild>;
   phase: number;
 }
 
@@ -346,7 +245,7 @@ async function runPhase(
   row: Row,
   command: { type: 'burst'; count: number; outstanding: number; size: number } | { type: 'paced'; count: number; rate: number; size: number },
   what: string,
-): Promise<{ sent: Reply<'sent'>; received: Reply<'received'> }> {
+): Promise<{ sent: Extract<FromChild, { type: 'sent' }>; received: Extract<FromChild, { type: 'received' }> }> {
   const phase = ++row.phase;
   const expecting = row.handler.waitFor('expecting', phase, `${what}: expect`);
   row.handler.send({ type: 'expect', phase, count: command.count });
@@ -401,8 +300,8 @@ async function measureRow(spec: RowSpec, args: Args, index: number): Promise<Fig
     notes: [],
   };
   let proc: NsqdProcess | undefined;
-  let handler: RoleProcess | undefined;
-  let publisher: RoleProcess | undefined;
+  let handler: RoleProcess<FromChild> | undefined;
+  let publisher: RoleProcess<FromChild> | undefined;
   const topic = spec.transport === 'nats' ? `bench.transport.${process.pid}.${index}` : `bench_transport_${process.pid}_${index}`;
   const channel = 'bench';
   try {
@@ -420,9 +319,9 @@ async function measureRow(spec: RowSpec, args: Args, index: number): Promise<Fig
       maxInFlight: args.maxInFlight,
     };
     // The handler subscribes first, so the NSQ channel exists before the first publish.
-    handler = RoleProcess.start('handler', label, config, args);
+    handler = startRole('handler', label, config, args);
     await handler.waitFor('ready', undefined, 'start', 60_000);
-    publisher = RoleProcess.start('publisher', label, config, args);
+    publisher = startRole('publisher', label, config, args);
     await publisher.waitFor('ready', undefined, 'start', 60_000);
     progress(`${label}: handler pid ${handler.pid}, publisher pid ${publisher.pid}, topic ${topic}`);
     const row: Row = { handler, publisher, phase: 0 };
