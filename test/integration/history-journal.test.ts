@@ -28,6 +28,14 @@ await sink.start();
 const t = Date.now();
 for (let i = 0; i < ${MESSAGES}; i++) {
   const messageId = i.toString(16).padStart(16, '0');
+  if (mode === 'nsqd') {
+    // the broker's path: our nsqd's lifecycle events, journaled as bytes
+    const delivery = { topic: 'journal', channel: 'c', id: messageId, client: '127.0.0.1:5000', attempt: 1 };
+    sink.recordNsqdEvent('n:1', { type: 'published', at: t, topic: 'journal', id: messageId, producer: 'tcp:127.0.0.1:4000', body: Buffer.from('body ' + i) });
+    sink.recordNsqdEvent('n:1', { type: 'delivered', at: t + 1, ...delivery });
+    sink.recordNsqdEvent('n:1', { type: 'finished', at: t + 2, ...delivery });
+    continue;
+  }
   sink.record({ type: 'published', nsqd: 'n:1', messageId, topic: 'journal', at: new Date(t), body: Buffer.from('body ' + i) });
   sink.record({ type: 'delivered', nsqd: 'n:1', messageId, topic: 'journal', channel: 'c', attempt: 1, at: new Date(t + 1) });
   sink.record({ type: 'finished', nsqd: 'n:1', messageId, topic: 'journal', channel: 'c', attempt: 1, at: new Date(t + 2) });
@@ -39,7 +47,7 @@ setInterval(() => {}, 1000);
 `;
 
 /** Runs the child until it says ready, then SIGKILLs it. */
-async function recordThenKill(dir: string, db: HistoryDb, spool: string, mode: 'journal' | 'bare' | 'flushed'): Promise<void> {
+async function recordThenKill(dir: string, db: HistoryDb, spool: string, mode: 'journal' | 'nsqd' | 'bare' | 'flushed'): Promise<void> {
   const script = join(dir, 'child.mjs');
   writeFileSync(script, CHILD);
   const child = spawn(process.execPath, [script, JSON.stringify(db.options), spool, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -98,10 +106,13 @@ describe.each(backends)('HistoryJournal on %s', (backend) => {
     if (!db.dataSource.isInitialized) await db.dataSource.initialize();
   }
 
-  it('a SIGKILLed writer loses nothing it had recorded: the next start replays the journal', async () => {
+  it.each([
+    ['records', 'journal'],
+    ["nsqd's events (written as bytes)", 'nsqd'],
+  ] as const)('a SIGKILLed writer loses none of the %s it had recorded: the next start replays the journal', async (_, mode) => {
     const { dir, db, spool } = await fresh();
     try {
-      await recordThenKill(dir, db, spool, 'journal');
+      await recordThenKill(dir, db, spool, mode);
       expect(readdirSync(dir).some((f) => f.startsWith('history.spool.journal.'))).toBe(true);
       await reopen(db);
       expect(await countRows(db.dataSource, 'nsq_message_event')).toBe(0);

@@ -3,9 +3,9 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, 
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { MessageEvent } from '../../nsq/src/nsqd/events.js';
-import { historyRecordFromNsqdEvent } from './nsqd.js';
+import { JournalEncoder, readJournal } from './journal-codec.js';
 import type { HistoryRecorder, HistoryRecorderStats } from './recorder.js';
-import { HISTORY_EVENT_TYPES, type HistoryEventType, type HistoryRecord } from './types.js';
+import type { HistoryRecord } from './types.js';
 
 export interface HistoryJournalOptions {
   /**
@@ -26,92 +26,14 @@ export interface HistoryJournalStats extends HistoryRecorderStats {
   journalReplayed: number;
 }
 
-const EVENT_TYPES = new Set<string>(HISTORY_EVENT_TYPES);
-
-/** A record's journal line (JSON). @internal */
-export function journalLine(r: HistoryRecord): string {
-  return JSON.stringify({
-    k: r.key,
-    t: r.type,
-    n: r.nsqd,
-    m: r.messageId,
-    a: r.at.getTime(),
-    tp: r.topic,
-    b: r.body?.toString('base64'),
-    s: r.size,
-    p: r.producer,
-    d: r.deferredUntil?.getTime(),
-    mk: r.messageKey,
-    c: r.channel,
-    cs: r.consumer,
-    at: r.attempt,
-    dt: r.detail,
-    em: r.ensureMessage,
-    pa: r.publishedAt?.getTime(),
-  });
-}
-
-/**
- * journalLine(historyRecordFromNsqdEvent(nsqd, e) with `key`), written out directly for the events of
- * most deliveries (a plain publish, delivered, finished, timed out), without the record, its Dates
- * or a general JSON.stringify. `nsqdJson` is JSON.stringify(nsqd).
- */
-export function nsqdEventLine(key: string, nsqd: string, nsqdJson: string, e: MessageEvent): string {
-  switch (e.type) {
-    case 'published':
-      // an envelope (first byte 0) has a message key, a deferred publish its detail: the general way
-      if ((e.deferMs === undefined || e.deferMs <= 0) && (e.body.length === 0 || e.body[0] !== 0)) {
-        return (
-          `{"k":${JSON.stringify(key)},"t":"published","n":${nsqdJson},"m":${JSON.stringify(e.id)},"a":${Math.trunc(e.at)},"tp":${JSON.stringify(e.topic)},` +
-          `"b":"${e.body.toString('base64')}","s":${e.body.length},"p":${JSON.stringify(e.producer)}}`
-        );
-      }
-      break;
-    case 'delivered':
-    case 'finished':
-    case 'timed_out':
-      return (
-        `{"k":${JSON.stringify(key)},"t":"${e.type}","n":${nsqdJson},"m":${JSON.stringify(e.id)},"a":${Math.trunc(e.at)},"tp":${JSON.stringify(e.topic)},` +
-        `"c":${JSON.stringify(e.channel)}${e.client === '' ? '' : `,"cs":${JSON.stringify(e.client)}`},"at":${e.attempt}}`
-      );
-  }
-  return journalLine({ ...historyRecordFromNsqdEvent(nsqd, e), key });
-}
-
-function fromLine(line: string): HistoryRecord | undefined {
-  let o: Record<string, unknown>;
-  try {
-    o = JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (typeof o.k !== 'string' || typeof o.t !== 'string' || !EVENT_TYPES.has(o.t) || typeof o.n !== 'string' || typeof o.m !== 'string' || typeof o.a !== 'number') {
-    return undefined;
-  }
-  const r: HistoryRecord = { key: o.k, type: o.t as HistoryEventType, nsqd: o.n, messageId: o.m, at: new Date(o.a) };
-  if (typeof o.tp === 'string') r.topic = o.tp;
-  if (typeof o.b === 'string') r.body = Buffer.from(o.b, 'base64');
-  if (typeof o.s === 'number') r.size = o.s;
-  if (typeof o.p === 'string') r.producer = o.p;
-  if (typeof o.d === 'number') r.deferredUntil = new Date(o.d);
-  if (typeof o.mk === 'string') r.messageKey = o.mk;
-  if (typeof o.c === 'string') r.channel = o.c;
-  if (typeof o.cs === 'string') r.consumer = o.cs;
-  if (typeof o.at === 'number') r.attempt = o.at;
-  if (typeof o.dt === 'string') r.detail = o.dt;
-  if (o.em === true) r.ensureMessage = true;
-  if (typeof o.pa === 'number') r.publishedAt = new Date(o.pa);
-  return r;
-}
-
 /**
  * A write-ahead journal in front of a HistoryRecorder, for history that must survive the process
  * being killed (SIGKILL, OOM, a crash): the recorder holds events in memory for up to a flush
  * interval, and those would be lost.
  *
- * record() hands the event to the recorder as usual and keeps its JSON line; at the end of the
- * current synchronous run (process.nextTick) the lines of that run are appended with one
- * write(2). A process killed after that point loses nothing: the next start replays the journal
+ * record() hands the event to the recorder as usual and encodes it into the journal's buffer
+ * (./journal-codec.ts: nsqd events as bytes, other records as JSON); at the end of the current
+ * synchronous run (process.nextTick) what that run encoded is appended with one write(2). A process killed after that point loses nothing: the next start replays the journal
  * into the recorder. An event key is given to every record, so a replay of events the recorder had
  * already written adds nothing (INSERT IGNORE, idempotent summaries). Appends are not fsync'd:
  * the journal survives the process, not the machine (the recorder's spool is fsync'd).
@@ -121,7 +43,7 @@ function fromLine(line: string): HistoryRecord | undefined {
  * does not hurry writes that wait out a burst), the older files are deleted. So the journal holds
  * about two checkpoint intervals of events, or, during a burst, what the recorder holds back.
  *
- * The costs are a JSON line per event and a write per run: cheap next to a delivery at the rates
+ * The costs are an encoding per event and a write per run: cheap next to a delivery at the rates
  * of most services, measurable at a broker's full rate (see `npm run bench:history`).
  */
 export class HistoryJournal {
@@ -132,7 +54,7 @@ export class HistoryJournal {
   private seq = 0;
   private fileNo = 0;
   private fd: number | undefined;
-  private pending: string[] = [];
+  private readonly encoder = new JournalEncoder();
   private scheduled = false;
   /** Files written before the current one, not yet known to be flushed. */
   private older: string[] = [];
@@ -141,9 +63,6 @@ export class HistoryJournal {
   private timer: NodeJS.Timeout | undefined;
   private state: 'new' | 'started' | 'closed' = 'new';
   private checkpointing: Promise<void> | undefined;
-  /** recordNsqdEvent's last nsqd and its JSON. */
-  private lastNsqd = '';
-  private lastNsqdJson = '""';
 
   constructor(
     readonly recorder: HistoryRecorder,
@@ -167,14 +86,10 @@ export class HistoryJournal {
     await this.recorder.start();
     const left = this.journalFiles();
     for (const file of left) {
-      const text = readFileSync(file, 'utf8');
-      for (const line of text.split('\n')) {
-        // a torn last line (the process died mid-write) is skipped
-        const r = line === '' ? undefined : fromLine(line);
-        if (r) {
-          this.recorder.record(r);
-          this.replayed++;
-        }
+      // a torn end (the process died mid-write) is skipped: it was never acknowledged as written
+      for (const r of readJournal(readFileSync(file)).records) {
+        this.recorder.record(r);
+        this.replayed++;
       }
     }
     this.fileNo = left.reduce((max, f) => Math.max(max, Number(f.slice(f.lastIndexOf('.') + 1))), 0) + 1;
@@ -198,7 +113,7 @@ export class HistoryJournal {
     try {
       const r: HistoryRecord = record.key === undefined ? { ...record, key: this.keyPrefix + (this.seq++).toString(36) } : record;
       this.recorder.record(r);
-      this.pending.push(journalLine(r));
+      this.encoder.record(r);
       if (!this.scheduled) {
         this.scheduled = true;
         process.nextTick(() => this.writePending());
@@ -211,7 +126,7 @@ export class HistoryJournal {
   /**
    * An nsqd lifecycle event (recordNsqdEvents' path): the same as
    * `record(historyRecordFromNsqdEvent(nsqd, e))`, through the recorder's fast path, with the
-   * journal line written out directly. `nsqd` must already fit its column.
+   * event encoded as bytes. `nsqd` must already fit its column.
    * @internal
    */
   recordNsqdEvent(nsqd: string, e: MessageEvent): void {
@@ -220,13 +135,9 @@ export class HistoryJournal {
       return;
     }
     try {
-      const key = this.keyPrefix + (this.seq++).toString(36);
-      this.recorder.recordNsqdEvent(nsqd, e, key);
-      if (nsqd !== this.lastNsqd) {
-        this.lastNsqd = nsqd;
-        this.lastNsqdJson = JSON.stringify(nsqd);
-      }
-      this.pending.push(nsqdEventLine(key, nsqd, this.lastNsqdJson, e));
+      const seq = this.seq++;
+      this.recorder.recordNsqdEvent(nsqd, e, this.keyPrefix + seq.toString(36));
+      this.encoder.event(seq, nsqd, e, this.keyPrefix);
       if (!this.scheduled) {
         this.scheduled = true;
         process.nextTick(() => this.writePending());
@@ -280,13 +191,13 @@ export class HistoryJournal {
 
   private openFile(): void {
     this.fd = openSync(this.currentPath(), 'a');
+    this.encoder.reset(this.keyPrefix);
   }
 
   private writePending(): void {
     this.scheduled = false;
-    if (this.pending.length === 0 || this.fd === undefined) return;
-    const data = Buffer.from(`${this.pending.join('\n')}\n`, 'utf8');
-    this.pending = [];
+    if (this.encoder.pending === 0 || this.fd === undefined) return;
+    const data = this.encoder.take();
     let off = 0;
     while (off < data.length) off += writeSync(this.fd, data, off);
     this.bytes += data.length;
