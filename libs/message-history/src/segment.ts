@@ -17,11 +17,14 @@ export const PUBLISHED = TYPE_CODE.published;
  *                 a string's index in the segment's table + 1, 0 = none
  *         28      type   29 truncated   30 id length (ID_ELSEWHERE: in otherIds)
  *         32..47  the message id (latin1)
+ *         48..55  the body's offset in the segment's body bytes (int32, -1: none), its length
  */
-const ROW = 48;
+const ROW = 56;
 const F64_AT = 0;
 const I32_ATTEMPT = 2;
 const I32_SIZE = 3;
+const I32_BODY_OFFSET = 12;
+const I32_BODY_LENGTH = 13;
 const U16_STRINGS = 8;
 const U8_TYPE = 28;
 const U8_TRUNCATED = 29;
@@ -48,9 +51,10 @@ const MAX_STRINGS = 0xfffe;
  * Up to `capacity` queued events, column by column in typed arrays (about 60 bytes an event, in
  * one allocation): the strings that repeat (nsqd, topic, channel, consumer, producer, detail) are
  * kept once per segment and referred to by number, message ids inline as bytes (keys, and ids
- * that do not fit, in plain arrays), bodies as the caller gave them. Queuing an event allocates
- * nothing and keeps no object alive but the body, so a deep queue costs the garbage collector a
- * few large arrays, not hundreds of thousands of objects.
+ * that do not fit, in plain arrays), bodies copied into one growing buffer. Queuing an event
+ * keeps no object alive, not even the caller's body (a Buffer object per message, which during a
+ * burst would all be promoted to the old generation), so a deep queue costs the garbage collector
+ * a few large arrays, not hundreds of thousands of objects.
  *
  * Events of a segment have consecutive sequence numbers from `seq0`; an event's key is the
  * recorder's key prefix + seq in base 36 unless it came with one (a caller's, or the one it was
@@ -84,8 +88,9 @@ export class Segment {
   /** Per string column: the last string stored and its number + 1 (most events repeat the previous one). */
   private readonly lastString: Array<string | null> = new Array<string | null>(STRINGS).fill(null);
   private readonly lastNumber = new Int32Array(STRINGS);
-  /** Bodies, by event (holey: most events have none). */
-  private readonly bodies: Array<Buffer | undefined> = [];
+  /** The bodies' bytes, one after another (see I32_BODY_OFFSET), grown as needed. */
+  private bodyData: Buffer | undefined;
+  private bodyEnd = 0;
   /** Keys events came with (holey: most have none). */
   private readonly keys: Array<string | undefined> = [];
 
@@ -145,13 +150,8 @@ export class Segment {
     this.f64[(r >> 3) + F64_AT] = at;
     this.i32[(r >> 2) + I32_ATTEMPT] = attempt;
     this.i32[(r >> 2) + I32_SIZE] = size;
-    if (body !== null) {
-      // the body as the caller has it (nsqd keeps it until the FIN anyway); a copy only when cut,
-      // since a slice would pin the whole large body
-      const view = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-      this.bodies[i] = bodyLength === body.length ? view : Buffer.from(view.subarray(0, bodyLength));
-      this.bytes += bodyLength;
-    }
+    if (body !== null) this.storeBody(r, body, bodyLength);
+    else this.i32[(r >> 2) + I32_BODY_OFFSET] = -1;
     if (deferredUntil >= 0 || ensureMessageAt >= 0 || this.extras !== undefined) {
       const extras = (this.extras ??= new Float64Array(this.capacity * EXTRAS).fill(-1));
       extras[i * EXTRAS + DEFERRED_UNTIL] = deferredUntil;
@@ -184,8 +184,7 @@ export class Segment {
     this.f64[(r >> 3) + F64_AT] = at;
     this.i32[(r >> 2) + I32_ATTEMPT] = -1;
     this.i32[(r >> 2) + I32_SIZE] = body.length;
-    this.bodies[i] = body;
-    this.bytes += body.length;
+    this.storeBody(r, body, body.length);
     if (this.extras !== undefined) {
       this.extras[i * EXTRAS + DEFERRED_UNTIL] = -1;
       this.extras[i * EXTRAS + ENSURE_AT] = -1;
@@ -218,6 +217,7 @@ export class Segment {
     this.f64[(r >> 3) + F64_AT] = at;
     this.i32[(r >> 2) + I32_ATTEMPT] = attempt;
     this.i32[(r >> 2) + I32_SIZE] = 0;
+    this.i32[(r >> 2) + I32_BODY_OFFSET] = -1;
     if (this.extras !== undefined) {
       this.extras[i * EXTRAS + DEFERRED_UNTIL] = -1;
       this.extras[i * EXTRAS + ENSURE_AT] = -1;
@@ -324,7 +324,26 @@ export class Segment {
 
   /** Body i, or null. */
   body(i: number): Buffer | null {
-    return this.bodies[i] ?? null;
+    const r = (i * ROW) >> 2;
+    const offset = this.i32[r + I32_BODY_OFFSET]!;
+    return offset < 0 ? null : this.bodyData!.subarray(offset, offset + this.i32[r + I32_BODY_LENGTH]!);
+  }
+
+  /** Copies the first `length` bytes of `body` to the segment's body bytes, for the row at byte `r`. */
+  private storeBody(r: number, body: Uint8Array, length: number): void {
+    let data = this.bodyData;
+    const end = this.bodyEnd;
+    if (data === undefined || end + length > data.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(16 * 1024, (data?.length ?? 0) * 2, end + length));
+      if (data !== undefined) data.copy(grown, 0, 0, end);
+      data = grown;
+      this.bodyData = grown;
+    }
+    data.set(length === body.length ? body : body.subarray(0, length), end);
+    this.i32[(r >> 2) + I32_BODY_OFFSET] = end;
+    this.i32[(r >> 2) + I32_BODY_LENGTH] = length;
+    this.bodyEnd = end + length;
+    this.bytes += length;
   }
 
   key(i: number, prefix: string): string {
