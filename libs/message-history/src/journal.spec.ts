@@ -22,6 +22,7 @@ const events: Array<[string, MessageEvent]> = [
   ['a deferral', { ...base, type: 'deferred', channel: 'c', until: base.at + 1000 }],
   ['a drop', { ...base, type: 'dropped', channel: 'c', reason: 'channel "c" deleted' }],
   ['a drop with no channel', { ...base, type: 'dropped', reason: 'topic deleted' }],
+  ['a non-ASCII id', { ...delivery, type: 'delivered', id: 'ordre-ü-✓' }],
   ['an id longer than an EVENT frame takes', { ...delivery, type: 'delivered', id: 'x'.repeat(200) }],
 ];
 
