@@ -56,6 +56,26 @@ describe('history queue segments', () => {
     expect(s.messageId(7)).toBe('later');
   });
 
+  it('keeps every body whole and apart, in chunks shared by segments, and copies them (the caller may reuse its buffer)', () => {
+    // sizes that fill and cross the arena's 256 KiB chunks, an empty body, and one past the shared-chunk limit
+    const sizes = [0, 1, 200, 70_000, 200, 65_536, 65_537, 300_000, ...Array.from({ length: 40 }, (_, k) => 10_000 + k)];
+    const bodyOf = (n: number, size: number): Buffer => Buffer.alloc(size, n % 251);
+    const segments = [new Segment(1, 16), new Segment(17, 16), new Segment(33, 16)];
+    const reused = Buffer.alloc(300_000);
+    sizes.forEach((size, n) => {
+      const body = reused.subarray(0, size);
+      body.set(bodyOf(n, size));
+      segments[Math.floor(n / 16)]!.pushPublish('n', `id-${n}`, n, 't', body, null);
+    });
+    reused.fill(0xee);
+    sizes.forEach((size, n) => {
+      const body = segments[Math.floor(n / 16)]!.body(n % 16);
+      expect(body?.length).toBe(size);
+      expect(body!.equals(bodyOf(n, size))).toBe(true);
+    });
+    expect(segments.map((s) => s.bytes)).toEqual([0, 1, 2].map((k) => sizes.slice(k * 16, k * 16 + 16).reduce((a, b) => a + b, 0)));
+  });
+
   it('writes spool lines that read back to the same events and keys', () => {
     const s = new Segment(7, 10);
     const body = Buffer.from([0, 1, 2, 0xff]);

@@ -17,14 +17,28 @@ export const PUBLISHED = TYPE_CODE.published;
  *                 a string's index in the segment's table + 1, 0 = none
  *         28      type   29 truncated   30 id length (ID_ELSEWHERE: in otherIds)
  *         32..47  the message id (latin1)
- *         48..55  the body's offset in the segment's body bytes (int32, -1: none), its length
+ *         48..59  the body: its chunk (an index into the segment's list of arena chunks, int32,
+ *                 -1: no body), offset and length in it
  */
-const ROW = 56;
+const ROW = 64;
 const F64_AT = 0;
 const I32_ATTEMPT = 2;
 const I32_SIZE = 3;
-const I32_BODY_OFFSET = 12;
-const I32_BODY_LENGTH = 13;
+const I32_BODY_CHUNK = 12;
+const I32_BODY_OFFSET = 13;
+const I32_BODY_LENGTH = 14;
+/** Bodies are copied into chunks of this size, shared by consecutive segments; larger ones get their own. */
+const ARENA_CHUNK = 256 * 1024;
+const ARENA_OWN = ARENA_CHUNK / 4;
+
+/**
+ * Where bodies are copied to: the current chunk, filled from the start and replaced when full.
+ * A chunk lives as long as a segment holding one of its bodies, and segments are written (and
+ * dropped) in order, so chunks go in order too: one allocation per 256 KiB of bodies, never a
+ * copy of bodies already stored.
+ */
+let arenaChunk: Buffer | undefined;
+let arenaUsed = 0;
 const U16_STRINGS = 8;
 const U8_TYPE = 28;
 const U8_TRUNCATED = 29;
@@ -51,7 +65,7 @@ const MAX_STRINGS = 0xfffe;
  * Up to `capacity` queued events, column by column in typed arrays (about 60 bytes an event, in
  * one allocation): the strings that repeat (nsqd, topic, channel, consumer, producer, detail) are
  * kept once per segment and referred to by number, message ids inline as bytes (keys, and ids
- * that do not fit, in plain arrays), bodies copied into one growing buffer. Queuing an event
+ * that do not fit, in plain arrays), bodies copied into shared arena chunks. Queuing an event
  * keeps no object alive, not even the caller's body (a Buffer object per message, which during a
  * burst would all be promoted to the old generation), so a deep queue costs the garbage collector
  * a few large arrays, not hundreds of thousands of objects.
@@ -88,9 +102,8 @@ export class Segment {
   /** Per string column: the last string stored and its number + 1 (most events repeat the previous one). */
   private readonly lastString: Array<string | null> = new Array<string | null>(STRINGS).fill(null);
   private readonly lastNumber = new Int32Array(STRINGS);
-  /** The bodies' bytes, one after another (see I32_BODY_OFFSET), grown as needed. */
-  private bodyData: Buffer | undefined;
-  private bodyEnd = 0;
+  /** The arena chunks (or own buffers) this segment's bodies are in (see I32_BODY_CHUNK). */
+  private readonly chunks: Buffer[] = [];
   /** Keys events came with (holey: most have none). */
   private readonly keys: Array<string | undefined> = [];
 
@@ -151,7 +164,7 @@ export class Segment {
     this.i32[(r >> 2) + I32_ATTEMPT] = attempt;
     this.i32[(r >> 2) + I32_SIZE] = size;
     if (body !== null) this.storeBody(r, body, bodyLength);
-    else this.i32[(r >> 2) + I32_BODY_OFFSET] = -1;
+    else this.i32[(r >> 2) + I32_BODY_CHUNK] = -1;
     if (deferredUntil >= 0 || ensureMessageAt >= 0 || this.extras !== undefined) {
       const extras = (this.extras ??= new Float64Array(this.capacity * EXTRAS).fill(-1));
       extras[i * EXTRAS + DEFERRED_UNTIL] = deferredUntil;
@@ -217,7 +230,7 @@ export class Segment {
     this.f64[(r >> 3) + F64_AT] = at;
     this.i32[(r >> 2) + I32_ATTEMPT] = attempt;
     this.i32[(r >> 2) + I32_SIZE] = 0;
-    this.i32[(r >> 2) + I32_BODY_OFFSET] = -1;
+    this.i32[(r >> 2) + I32_BODY_CHUNK] = -1;
     if (this.extras !== undefined) {
       this.extras[i * EXTRAS + DEFERRED_UNTIL] = -1;
       this.extras[i * EXTRAS + ENSURE_AT] = -1;
@@ -325,24 +338,36 @@ export class Segment {
   /** Body i, or null. */
   body(i: number): Buffer | null {
     const r = (i * ROW) >> 2;
+    const chunk = this.i32[r + I32_BODY_CHUNK]!;
+    if (chunk < 0) return null;
     const offset = this.i32[r + I32_BODY_OFFSET]!;
-    return offset < 0 ? null : this.bodyData!.subarray(offset, offset + this.i32[r + I32_BODY_LENGTH]!);
+    return this.chunks[chunk]!.subarray(offset, offset + this.i32[r + I32_BODY_LENGTH]!);
   }
 
-  /** Copies the first `length` bytes of `body` to the segment's body bytes, for the row at byte `r`. */
+  /** Copies the first `length` bytes of `body` into the arena (see ARENA_CHUNK), for the row at byte `r`. */
   private storeBody(r: number, body: Uint8Array, length: number): void {
-    let data = this.bodyData;
-    const end = this.bodyEnd;
-    if (data === undefined || end + length > data.length) {
-      const grown = Buffer.allocUnsafeSlow(Math.max(16 * 1024, (data?.length ?? 0) * 2, end + length));
-      if (data !== undefined) data.copy(grown, 0, 0, end);
-      data = grown;
-      this.bodyData = grown;
+    let chunk: Buffer;
+    let offset: number;
+    if (length > ARENA_OWN) {
+      chunk = Buffer.allocUnsafeSlow(length);
+      offset = 0;
+    } else {
+      if (arenaChunk === undefined || arenaUsed + length > ARENA_CHUNK) {
+        arenaChunk = Buffer.allocUnsafeSlow(ARENA_CHUNK);
+        arenaUsed = 0;
+      }
+      chunk = arenaChunk;
+      offset = arenaUsed;
+      arenaUsed += length;
     }
-    data.set(length === body.length ? body : body.subarray(0, length), end);
-    this.i32[(r >> 2) + I32_BODY_OFFSET] = end;
-    this.i32[(r >> 2) + I32_BODY_LENGTH] = length;
-    this.bodyEnd = end + length;
+    chunk.set(length === body.length ? body : body.subarray(0, length), offset);
+    const chunks = this.chunks;
+    let index = chunks.length - 1;
+    if (index < 0 || chunks[index] !== chunk) index = chunks.push(chunk) - 1;
+    const q = r >> 2;
+    this.i32[q + I32_BODY_CHUNK] = index;
+    this.i32[q + I32_BODY_OFFSET] = offset;
+    this.i32[q + I32_BODY_LENGTH] = length;
     this.bytes += length;
   }
 
