@@ -100,11 +100,22 @@ export class JournalEncoder {
   /** Per string column: the last string and its number (most events repeat the previous one). */
   private readonly lastString: Array<string | undefined> = new Array<string | undefined>(STRING_COLUMNS);
   private readonly lastNumber = new Uint16Array(STRING_COLUMNS);
+  /** The key prefix of a file whose header is not written yet (see reset). */
+  private headerPrefix: string | undefined;
 
-  /** Starts a file: the magic, then `keyPrefix` for the EVENT frames that follow. */
+  /**
+   * Starts a file: its first frame will be preceded by the magic and `keyPrefix` (for the EVENT
+   * frames that follow). Only then: a file nothing was recorded into stays empty, so an idle
+   * journal has nothing to write and no reason to start another file at its checkpoints.
+   */
   reset(keyPrefix: string): void {
     this.numbers.clear();
     this.lastString.fill(undefined);
+    this.headerPrefix = keyPrefix;
+  }
+
+  private writeHeader(keyPrefix: string): void {
+    this.headerPrefix = undefined;
     this.ensure(JOURNAL_MAGIC.length);
     this.pos += JOURNAL_MAGIC.copy(this.buf, this.pos);
     this.text(PREFIX, keyPrefix);
@@ -123,6 +134,7 @@ export class JournalEncoder {
 
   /** Any record, as a RECORD frame. */
   record(r: HistoryRecord): void {
+    if (this.headerPrefix !== undefined) this.writeHeader(this.headerPrefix);
     this.text(RECORD, journalLine(r));
   }
 
@@ -131,6 +143,7 @@ export class JournalEncoder {
    * seq in base 36). Falls back to a RECORD frame where a field does not fit the EVENT frame.
    */
   event(seq: number, nsqd: string, e: MessageEvent, keyPrefix: string): void {
+    if (this.headerPrefix !== undefined) this.writeHeader(this.headerPrefix);
     const id = e.id;
     const body = e.type === 'published' ? e.body : undefined;
     const extra = e.type === 'published' ? e.deferMs : e.type === 'requeued' ? e.delayMs : e.type === 'deferred' ? e.until : undefined;

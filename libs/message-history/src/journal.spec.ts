@@ -1,7 +1,13 @@
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from '@jest/globals';
 import { encodeEnvelope } from '../../nest-nsq/src/index.js';
 import type { MessageEvent } from '../../nsq/src/nsqd/events.js';
+import { buildHistoryDataSource } from './data-source.js';
+import { HistoryJournal } from './journal.js';
 import { JOURNAL_MAGIC, JournalEncoder, journalLine, readJournal } from './journal-codec.js';
+import { HistoryRecorder } from './recorder.js';
 import { historyRecordFromNsqdEvent } from './nsqd.js';
 import type { HistoryRecord } from './types.js';
 
@@ -106,5 +112,31 @@ describe('journal codec', () => {
     const two = Buffer.from(encoder.take());
     expect(readJournal(one).records).toEqual([expected(events[4]![1], 1)]);
     expect(readJournal(two).records).toEqual([expected(events[5]![1], 2)]);
+  });
+
+  it('a file nothing was recorded into stays empty', () => {
+    const encoder = new JournalEncoder();
+    encoder.reset(PREFIX);
+    expect(encoder.pending).toBe(0);
+    encoder.event(1, nsqd, events[4]![1], PREFIX);
+    expect(readJournal(Buffer.from(encoder.take())).records).toEqual([expected(events[4]![1], 1)]);
+  });
+});
+
+describe('HistoryJournal', () => {
+  it('an idle journal writes nothing and starts no new file at its checkpoints', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'journal-idle-'));
+    try {
+      const recorder = new HistoryRecorder(buildHistoryDataSource({ type: 'sqljs', location: join(dir, 'history.sqlite') }), { spoolPath: join(dir, 'spool') });
+      const journal = new HistoryJournal(recorder, { path: join(dir, 'j'), checkpointInterval: 10 });
+      await journal.start();
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(readdirSync(dir).filter((f) => f.startsWith('j.'))).toEqual(['j.1']);
+      expect(statSync(join(dir, 'j.1')).size).toBe(0);
+      await journal.close();
+      expect(readdirSync(dir).filter((f) => f.startsWith('j.'))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
