@@ -267,7 +267,12 @@ export function readJournal(data: Buffer): JournalContents {
       if (r === undefined) unreadable++;
       else records.push(r);
     } else if (kind === EVENT) {
-      const r = readEvent(data, p + 5, end, strings, prefix);
+      let r: HistoryRecord | undefined;
+      try {
+        r = readEvent(data, p + 5, end, strings, prefix);
+      } catch {
+        // a frame damaged inside its bounds: skipped like any unreadable one
+      }
       if (r === undefined) unreadable++;
       else records.push(r);
     } else unreadable++;
@@ -290,7 +295,7 @@ function readLines(data: Buffer): JournalContents {
 
 /** An EVENT frame's record (as historyRecordFromNsqdEvent makes it, with its key). */
 function readEvent(data: Buffer, p: number, end: number, strings: readonly string[], prefix: string): HistoryRecord | undefined {
-  if (p + 37 > end) return undefined;
+  if (p + 38 > end) return undefined;
   const type = NSQD_TYPES[data[p]!];
   const at = data.readDoubleLE(p + 1);
   const seq = data.readDoubleLE(p + 9);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from '@jest/globals';
@@ -114,6 +114,23 @@ describe('journal codec', () => {
     expect(readJournal(two).records).toEqual([expected(events[5]![1], 2)]);
   });
 
+  it('never throws on damaged files: frames cut short inside, garbage after the magic', () => {
+    // an EVENT frame whose declared length ends just before its id length byte
+    const short = Buffer.concat([JOURNAL_MAGIC, Buffer.from([38, 0, 0, 0, 3]), Buffer.alloc(37)]);
+    expect(readJournal(short)).toEqual({ records: [], unreadable: 1 });
+    const good = fileOf((j) => {
+      for (let n = 0; n < events.length; n++) j.event(n, nsqd, events[n]![1], PREFIX);
+    });
+    let seed = 7;
+    const random = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    for (let round = 0; round < 500; round++) {
+      const damaged = Buffer.from(good);
+      for (let k = 0; k < 8; k++) damaged[JOURNAL_MAGIC.length + Math.floor(random() * (damaged.length - JOURNAL_MAGIC.length))] = Math.floor(random() * 256);
+      const read = readJournal(damaged);
+      expect(read.records.length + read.unreadable).toBeGreaterThan(0);
+    }
+  });
+
   it('a file nothing was recorded into stays empty', () => {
     const encoder = new JournalEncoder();
     encoder.reset(PREFIX);
@@ -135,6 +152,41 @@ describe('HistoryJournal', () => {
       expect(statSync(join(dir, 'j.1')).size).toBe(0);
       await journal.close();
       expect(readdirSync(dir).filter((f) => f.startsWith('j.'))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a failed write loses only that write from the journal: it goes on in a new file, and a restart replays the rest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'journal-fail-'));
+    const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    const delivered = (n: number): MessageEvent => ({ ...delivery, type: 'delivered', id: n.toString(16).padStart(16, '0') });
+    try {
+      const first = new HistoryJournal(
+        new HistoryRecorder(buildHistoryDataSource({ type: 'sqljs', location: join(dir, 'a.sqlite') }), { spoolPath: join(dir, 'a.spool'), flushInterval: 1e9 }),
+        { path: join(dir, 'j'), checkpointInterval: 1e9 },
+      );
+      await first.start();
+      for (let n = 0; n < 3; n++) first.recordNsqdEvent(nsqd, delivered(n));
+      await tick();
+      // the file's descriptor goes bad under the journal: its next write fails
+      closeSync((first as unknown as { fd: number }).fd);
+      for (let n = 3; n < 5; n++) first.recordNsqdEvent(nsqd, delivered(n));
+      await tick();
+      expect(first.stats()).toMatchObject({ journalErrors: 1, lastJournalError: expect.stringContaining('EBADF') });
+      for (let n = 5; n < 9; n++) first.recordNsqdEvent(nsqd, delivered(n));
+      await tick();
+      expect(readdirSync(dir).filter((f) => f.startsWith('j.')).sort()).toEqual(['j.1', 'j.2']);
+
+      // the process "died" here; a new one replays both files: all but the two of the failed write
+      const second = new HistoryJournal(
+        new HistoryRecorder(buildHistoryDataSource({ type: 'sqljs', location: join(dir, 'b.sqlite') }), { spoolPath: join(dir, 'b.spool'), flushInterval: 1e9 }),
+        { path: join(dir, 'j'), checkpointInterval: 1e9 },
+      );
+      await second.start();
+      expect(second.stats()).toMatchObject({ journalReplayed: 7, journalErrors: 0 });
+      await second.close();
+      await first.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
