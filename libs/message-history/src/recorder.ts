@@ -84,6 +84,8 @@ export interface HistoryRecorderStats {
   lastError: string | undefined;
   /** Records not recorded: filtered out by topic, invalid, or handed in after close(). */
   ignored: number;
+  /** Events dropped because neither the database nor the spool file would take them (logged as errors). */
+  lost: number;
   /** Spool bytes not yet replayed. */
   spoolPendingBytes: number;
   /** True while events go to the spool instead of straight to the database. */
@@ -262,7 +264,7 @@ export class HistoryRecorder {
   private waiters: Array<{ seq: number; resolve: () => void }> = [];
   private closePromise: Promise<void> | undefined;
 
-  private readonly counters = { written: 0, spooled: 0, replayed: 0, failures: 0, ignored: 0 };
+  private readonly counters = { written: 0, spooled: 0, replayed: 0, failures: 0, ignored: 0, lost: 0 };
   private lastError: string | undefined;
 
   constructor(
@@ -596,19 +598,12 @@ export class HistoryRecorder {
 
   /** A delivery's event from nsqd (whose channel names and attempts are valid by construction). */
   private appendDelivery(type: number, nsqd: string, id: string, at: number, topic: string, channel: string, client: string, attempt: number, detail: string | null, key: string | null): void {
+    // everything that could throw on a malformed event comes before slot() takes a sequence number
+    const channelCut = channel.length > COLUMN_LIMITS.channel ? channel.slice(0, COLUMN_LIMITS.channel) : channel;
+    const clientCut = client === '' ? null : client.length > COLUMN_LIMITS.consumer ? client.slice(0, COLUMN_LIMITS.consumer) : client;
+    const attemptCut = attemptOf(attempt);
     const segment = this.slot(0);
-    segment.pushDelivery(
-      type,
-      nsqd,
-      id,
-      at,
-      topic,
-      channel.length > COLUMN_LIMITS.channel ? channel.slice(0, COLUMN_LIMITS.channel) : channel,
-      client === '' ? null : client.length > COLUMN_LIMITS.consumer ? client.slice(0, COLUMN_LIMITS.consumer) : client,
-      attemptOf(attempt),
-      detail,
-      key ?? undefined,
-    );
+    segment.pushDelivery(type, nsqd, id, at, topic, channelCut, clientCut, attemptCut, detail, key ?? undefined);
     this.filled(0);
   }
 
@@ -1034,6 +1029,7 @@ export class HistoryRecorder {
         this.counters.spooled += count;
       } catch (err) {
         this.noteError(err);
+        this.counters.lost += count;
         this.logger.error(`history: ${count} events lost: cannot append to the spool ${this.opts.spoolPath}: ${errorText(err)}`);
       }
     }

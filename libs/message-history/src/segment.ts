@@ -92,7 +92,7 @@ export class Segment {
   private extras: Float64Array | undefined;
   /** Ids that do not fit ID_BYTES latin1 characters (client-side keys): rare. */
   private readonly otherIds: string[] = [];
-  /** The ids as strings, made once when the writer first reads them. */
+  /** The ids as strings, made as they are first read (see readIds). */
   private ids: string[] | undefined;
   private readonly messageKeys: Array<string | null> = [];
   private readonly strings: string[] = [];
@@ -272,10 +272,9 @@ export class Segment {
   }
 
   messageId(i: number): string {
-    // made all at once, the first time the writer asks (appends after that are not read again
-    // before the segment is written: a written segment is sealed)
-    if (this.ids === undefined || this.ids.length < this.n) this.ids = this.readIds();
-    return this.ids[i]!;
+    // made in runs, as the writer (or the lookahead, on a segment still filling) asks
+    if (this.ids === undefined || this.ids.length <= i) this.readIds();
+    return this.ids![i]!;
   }
 
   /** Stores id i in its row if it fits; returns its length, or ID_ELSEWHERE. */
@@ -296,16 +295,17 @@ export class Segment {
     return ID_ELSEWHERE;
   }
 
-  private readIds(): string[] {
-    const ids = new Array<string>(this.n);
+  /** Extends `ids` with the ids of the events appended since it was last extended. */
+  private readIds(): void {
+    const ids = (this.ids ??= []);
     const view = Buffer.from(this.u8.buffer, this.u8.byteOffset, this.u8.byteLength);
-    for (let i = 0; i < this.n; i++) {
+    for (let i = ids.length; i < this.n; i++) {
       const r = i * ROW;
       const length = this.u8[r + U8_ID_LENGTH]!;
-      ids[i] = length === ID_ELSEWHERE ? this.otherIds[i]! : view.toString('latin1', r + U8_ID, r + U8_ID + length);
+      ids.push(length === ID_ELSEWHERE ? this.otherIds[i]! : view.toString('latin1', r + U8_ID, r + U8_ID + length));
     }
-    return ids;
   }
+
 
   messageKey(i: number): string | null {
     return this.messageKeys[i] ?? null;
