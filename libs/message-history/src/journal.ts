@@ -24,6 +24,12 @@ export interface HistoryJournalStats extends HistoryRecorderStats {
   journalBytes: number;
   /** Events replayed from the journal at start (left by a process that died). */
   journalReplayed: number;
+  /**
+   * Failed writes (or opens) of journal files. Their events are still in the recorder, only not
+   * in the journal; the journal goes on in a new file (a damaged file replays up to the damage).
+   */
+  journalErrors: number;
+  lastJournalError: string | undefined;
 }
 
 /**
@@ -63,6 +69,8 @@ export class HistoryJournal {
   private timer: NodeJS.Timeout | undefined;
   private state: 'new' | 'started' | 'closed' = 'new';
   private checkpointing: Promise<void> | undefined;
+  private errors = 0;
+  private lastError: string | undefined;
 
   constructor(
     readonly recorder: HistoryRecorder,
@@ -85,20 +93,30 @@ export class HistoryJournal {
     mkdirSync(this.dir, { recursive: true });
     await this.recorder.start();
     const left = this.journalFiles();
+    const replayed: string[] = [];
     for (const file of left) {
+      let data: Buffer;
+      try {
+        data = readFileSync(file);
+      } catch (err) {
+        // kept for a later start: it may hold events nothing else has
+        this.noteError(err);
+        continue;
+      }
       // a torn end (the process died mid-write) is skipped: it was never acknowledged as written
-      for (const r of readJournal(readFileSync(file)).records) {
+      for (const r of readJournal(data).records) {
         this.recorder.record(r);
         this.replayed++;
       }
+      replayed.push(file);
     }
     this.fileNo = left.reduce((max, f) => Math.max(max, Number(f.slice(f.lastIndexOf('.') + 1))), 0) + 1;
     this.openFile();
     this.state = 'started';
-    if (left.length > 0) {
+    if (replayed.length > 0) {
       // the replayed events are in the recorder's memory only: their files go once it has them safe
-      this.older = left;
-      this.checkpointing = this.release(left.length);
+      this.older = replayed;
+      this.checkpointing = this.release(replayed.length);
     }
     this.timer = setInterval(() => this.checkpoint(), this.checkpointInterval);
     this.timer.unref();
@@ -154,7 +172,7 @@ export class HistoryJournal {
   }
 
   stats(): HistoryJournalStats {
-    return { ...this.recorder.stats(), journalBytes: this.bytes, journalReplayed: this.replayed };
+    return { ...this.recorder.stats(), journalBytes: this.bytes, journalReplayed: this.replayed, journalErrors: this.errors, lastJournalError: this.lastError };
   }
 
   /** Closes the recorder (which flushes or spools everything it holds), then deletes the journal. */
@@ -164,12 +182,21 @@ export class HistoryJournal {
     this.state = 'closed';
     clearInterval(this.timer);
     this.writePending();
-    await this.checkpointing?.catch(() => undefined);
+    // the recorder first: a checkpoint waits for its writes, which close() makes happen (or spools)
     await this.recorder.close();
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-    // after close() every event is in the database or the fsync'd spool
-    if (wasStarted) for (const file of this.journalFiles()) unlinkSync(file);
+    await this.checkpointing?.catch(() => undefined);
+    this.closeFile();
+    // after close() every event is in the database or the fsync'd spool, unless the spool failed
+    // too: then the journal is all there is, and the next start replays it
+    if (wasStarted && this.recorder.stats().lost === 0) {
+      for (const file of this.journalFiles()) {
+        try {
+          unlinkSync(file);
+        } catch {
+          // already gone
+        }
+      }
+    }
   }
 
   private journalFiles(): string[] {
@@ -189,41 +216,82 @@ export class HistoryJournal {
     return join(this.dir, `${this.prefix}${this.fileNo}`);
   }
 
+  /** Opens the next journal file; on failure the journal is off (fd undefined) until a checkpoint opens one. */
   private openFile(): void {
-    this.fd = openSync(this.currentPath(), 'a');
     this.encoder.reset(this.keyPrefix);
+    try {
+      this.fd = openSync(this.currentPath(), 'a');
+    } catch (err) {
+      this.fd = undefined;
+      this.noteError(err);
+    }
+  }
+
+  /** `afterFailure`: the file just failed a write, so its close failing too is no news. */
+  private closeFile(afterFailure = false): void {
+    if (this.fd === undefined) return;
+    try {
+      closeSync(this.fd);
+    } catch (err) {
+      if (!afterFailure) this.noteError(err);
+    }
+    this.fd = undefined;
+  }
+
+  private noteError(err: unknown): void {
+    this.errors++;
+    this.lastError = err instanceof Error ? err.message : String(err);
   }
 
   private writePending(): void {
     this.scheduled = false;
-    if (this.encoder.pending === 0 || this.fd === undefined) return;
+    if (this.encoder.pending === 0) return;
     const data = this.encoder.take();
+    // no file (it could not be opened): the events are in the recorder only
+    if (this.fd === undefined) return;
     let off = 0;
-    while (off < data.length) off += writeSync(this.fd, data, off);
-    this.bytes += data.length;
+    try {
+      while (off < data.length) off += writeSync(this.fd, data, off);
+      this.bytes += data.length;
+    } catch (err) {
+      // a partial frame ends what this file replays: go on in a new one (with its own string table)
+      this.noteError(err);
+      this.bytes += off;
+      this.rotate(true);
+    }
+  }
+
+  /** Closes the current file (it is deleted once the recorder has written its events) and opens the next. */
+  private rotate(afterFailure = false): void {
+    if (this.fd !== undefined) {
+      this.closeFile(afterFailure);
+      this.older.push(this.currentPath());
+    }
+    this.fileNo++;
+    this.openFile();
   }
 
   /** Starts a new file; the finished ones are deleted once the recorder has flushed them. */
   private checkpoint(): void {
-    if (this.state !== 'started' || this.checkpointing !== undefined || this.fd === undefined) return;
+    if (this.state !== 'started' || this.checkpointing !== undefined) return;
     this.writePending();
-    if (this.bytes === 0 && this.older.length === 0) return;
+    if (this.fd !== undefined && this.bytes === 0 && this.older.length === 0) return;
     // no fsync: the journal only has to outlive the process, and an fsync of a second's appends
     // would stall the event loop (the delivery) for as long as the disk takes
-    closeSync(this.fd);
-    this.older.push(this.currentPath());
-    this.fileNo++;
-    this.openFile();
-    this.checkpointing = this.release(this.older.length);
+    this.rotate();
+    if (this.older.length > 0) this.checkpointing = this.release(this.older.length);
   }
 
   /** Deletes the first `count` older files once everything recorded so far is flushed. */
   private async release(count: number): Promise<void> {
     const bytesBefore = this.bytes;
+    const lostBefore = this.recorder.stats().lost;
     try {
       // not flush(): that would make the writes compete with a burst of deliveries for the CPU
       await this.recorder.written();
       const done = this.older.splice(0, count);
+      // events the recorder could neither write nor spool are in these files only: the next start replays them
+      if (this.recorder.stats().lost > lostBefore) return;
       for (const file of done) {
         try {
           unlinkSync(file);
