@@ -365,60 +365,66 @@ export class HistoryRecorder {
     // the hot cases, most of a burst: a publish, a delivery or a FIN that fits the queue's open
     // segment as it is (the rest takes queueNsqdEvent's way, which handles every case)
     if (e.type === 'published') {
-      const segment = this.queue[this.queue.length - 1];
+      const segment = this.openSegmentFor(e);
       const body = e.body;
       if (
         segment !== undefined &&
-        !segment.sealed &&
-        !segment.full &&
-        segment.nextSeq === this.seq + 1 &&
-        !this.spooling &&
-        !this.filtered &&
         this.opts.storeBodies &&
         body.length <= this.opts.maxBodySize &&
         // an envelope's message key is read the slow way
         (body.length === 0 || body[0] !== 0) &&
         e.deferMs === undefined &&
-        this.queueCount < this.opts.maxQueued &&
         this.queueBytes + body.length <= this.opts.maxQueuedBytes &&
-        e.at >= 0 &&
-        e.at <= MAX_TIME &&
-        e.id.length <= COLUMN_LIMITS.messageId &&
-        e.topic.length <= COLUMN_LIMITS.topic &&
         e.producer.length <= COLUMN_LIMITS.producer
       ) {
         this.seq++;
         segment.pushPublish(nsqd, e.id, e.at, e.topic, body, e.producer === '' ? null : e.producer, key);
         this.queueBytes += body.length;
-        if (++this.queueCount >= this.opts.batchSize && !this.busy && this.queueCount % this.opts.batchSize === 0) this.kickDb();
+        this.countQueued();
         return;
       }
     } else if (e.type === 'delivered' || e.type === 'finished') {
-      const segment = this.queue[this.queue.length - 1];
+      const segment = this.openSegmentFor(e);
       if (
         segment !== undefined &&
-        !segment.sealed &&
-        !segment.full &&
-        segment.nextSeq === this.seq + 1 &&
-        !this.spooling &&
-        !this.filtered &&
-        this.queueCount < this.opts.maxQueued &&
-        e.at >= 0 &&
-        e.at <= MAX_TIME &&
         e.attempt >= 0 &&
         e.attempt <= MAX_INT &&
-        e.id.length <= COLUMN_LIMITS.messageId &&
-        e.topic.length <= COLUMN_LIMITS.topic &&
         e.channel.length <= COLUMN_LIMITS.channel &&
         e.client.length <= COLUMN_LIMITS.consumer
       ) {
         this.seq++;
         segment.pushDelivery(e.type === 'delivered' ? DELIVERED : FINISHED, nsqd, e.id, e.at, e.topic, e.channel, e.client === '' ? null : e.client, e.attempt, null, key);
-        if (++this.queueCount >= this.opts.batchSize && !this.busy && this.queueCount % this.opts.batchSize === 0) this.kickDb();
+        this.countQueued();
         return;
       }
     }
     this.queueNsqdEvent(nsqd, e, key ?? null);
+  }
+
+  /**
+   * The queue's open segment, when event `e` can go straight into it as the next event: nothing
+   * spooling or filtered, room in the queue, its time, id and topic fitting their columns.
+   */
+  private openSegmentFor(e: MessageEvent): Segment | undefined {
+    const segment = this.queue[this.queue.length - 1];
+    return segment !== undefined &&
+      !segment.sealed &&
+      !segment.full &&
+      segment.nextSeq === this.seq + 1 &&
+      !this.spooling &&
+      !this.filtered &&
+      this.queueCount < this.opts.maxQueued &&
+      e.at >= 0 &&
+      e.at <= MAX_TIME &&
+      e.id.length <= COLUMN_LIMITS.messageId &&
+      e.topic.length <= COLUMN_LIMITS.topic
+      ? segment
+      : undefined;
+  }
+
+  /** Counts an event just queued; every batchSize of them starts a write (unless the loop is busy). */
+  private countQueued(): void {
+    if (++this.queueCount >= this.opts.batchSize && !this.busy && this.queueCount % this.opts.batchSize === 0) this.kickDb();
   }
 
   /** Validates one nsqd event and queues it. */
@@ -670,7 +676,7 @@ export class HistoryRecorder {
   private filled(bodyLength: number): void {
     if (!this.spooling) {
       this.queueBytes += bodyLength;
-      if (++this.queueCount >= this.opts.batchSize && !this.busy && this.queueCount % this.opts.batchSize === 0) this.kickDb();
+      this.countQueued();
     } else if (++this.spoolCount >= this.opts.batchSize || this.overflowed) {
       this.overflowed = false;
       this.kickSpool();
