@@ -46,7 +46,7 @@
  * every database is dropped.
  */
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -199,6 +199,10 @@ interface Sample {
   recordedSeconds: number | null;
   /** The broker process's CPU (user + system) per message while delivering (µs), where /proc tells. */
   brokerCpuUsPerMsg: number | null;
+  /** The broker process's minor page faults per 1,000 messages while delivering, where /proc tells. */
+  brokerFaultsPerKMsg: number | null;
+  /** CPU per message from the first publish until every event is in the database (µs): the broker's and the database server's. */
+  recordingCpuUsPerMsg: { broker: number; database: number } | null;
   /** What nsqd emitted over the broker's life (warm-up included); null for off. */
   events: EventCounts | null;
   rows: Rows | null;
@@ -207,16 +211,37 @@ interface Sample {
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** CPU seconds (user + system) a process has used, from /proc (Linux); undefined elsewhere. */
-function cpuSeconds(pid: number | undefined): number | undefined {
+/**
+ * CPU seconds (user + system) a process has used and its minor page faults (first touches of
+ * fresh memory, which cost a lot in a VM), from /proc (Linux); undefined elsewhere.
+ */
+function cpuUsage(pid: number | undefined): { seconds: number; faults: number } | undefined {
   if (pid === undefined) return undefined;
   try {
     // the fields after the command name, which is in parentheses and may contain spaces
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+    return { seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND, faults: Number(fields[7]) };
   } catch {
     return undefined;
   }
+}
+
+/** The database server's process (mariadbd or mysqld) on this machine, when /proc shows one. */
+function databaseServerPid(): number | undefined {
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const comm = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+        if (comm === 'mariadbd' || comm === 'mysqld') return Number(entry);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return undefined;
 }
 
 async function countRows(database: string): Promise<{ events: number; messages: number }> {
@@ -287,8 +312,9 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
     await producer.connect();
 
     let phase = 0;
+    const dbPid = db === undefined ? undefined : databaseServerPid();
     let finishedSoFar = 0;
-    const runPhase = async (count: number, what: string): Promise<{ firstAt: number; receivedAt: number; recorded: Extract<FromRole, { type: 'recorded' }>; cpu: number | null }> => {
+    const runPhase = async (count: number, what: string): Promise<{ firstAt: number; receivedAt: number; recorded: Extract<FromRole, { type: 'recorded' }>; cpu: number | null; faults: number | null; recordingCpu: { broker: number; database: number } | null }> => {
       const p = ++phase;
       finishedSoFar += count;
       const expecting = consumer!.waitFor('expecting', p, `${what}: expect`);
@@ -297,14 +323,23 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
       const received = consumer!.waitFor('received', p, what, Math.max(MEASURE_TIMEOUT_MS, (count / MIN_RECORDED_RATE) * 1000));
       const recorded = broker!.waitFor('recorded', p, `${what}: recorded`, Math.max(MEASURE_TIMEOUT_MS, (count / MIN_RECORDED_RATE) * 1000));
       broker!.send({ type: 'await-recorded', phase: p, finished: finishedSoFar });
-      const cpu0 = cpuSeconds(broker!.pid);
+      const cpu0 = cpuUsage(broker!.pid);
+      const dbCpu0 = cpuUsage(dbPid);
       const firstAt = wallClockMs();
       await mpubMany(producer!, topic, batch, count / batch.length, OUTSTANDING_BATCHES, `${what}: publish`);
       const r = await received;
-      const cpu1 = cpuSeconds(broker!.pid);
+      const cpu1 = cpuUsage(broker!.pid);
       if (r.count !== count) throw new Error(`${what}: the consumer reports ${r.count} messages, expected ${count}`);
-      const cpu = cpu0 === undefined || cpu1 === undefined ? null : ((cpu1 - cpu0) * 1e6) / count;
-      return { firstAt, receivedAt: r.lastAt, recorded: await recorded, cpu };
+      const cpu = cpu0 === undefined || cpu1 === undefined ? null : ((cpu1.seconds - cpu0.seconds) * 1e6) / count;
+      const faults = cpu0 === undefined || cpu1 === undefined ? null : ((cpu1.faults - cpu0.faults) * 1000) / count;
+      const done = await recorded;
+      const cpu2 = cpuUsage(broker!.pid);
+      const dbCpu2 = cpuUsage(dbPid);
+      const recordingCpu =
+        db === undefined || cpu0 === undefined || cpu2 === undefined || dbCpu0 === undefined || dbCpu2 === undefined
+          ? null
+          : { broker: ((cpu2.seconds - cpu0.seconds) * 1e6) / count, database: ((dbCpu2.seconds - dbCpu0.seconds) * 1e6) / count };
+      return { firstAt, receivedAt: r.lastAt, recorded: done, cpu, faults, recordingCpu };
     };
 
     if (args.warmup > 0) {
@@ -313,7 +348,7 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
     }
     if (args.settle) await settleDatabase();
     progress(`${label}: ${messages.toLocaleString('en-US')} messages`);
-    const { firstAt, receivedAt, recorded, cpu } = await runPhase(messages, label);
+    const { firstAt, receivedAt, recorded, cpu, faults, recordingCpu } = await runPhase(messages, label);
     const deliverySeconds = (receivedAt - firstAt) / 1000;
     const recordedSeconds = db === undefined ? null : (recorded.at - firstAt) / 1000;
     let rows: Rows | null = null;
@@ -340,14 +375,17 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
       deliverySeconds,
       recordedSeconds,
       brokerCpuUsPerMsg: cpu === null ? null : Math.round(cpu * 100) / 100,
+      brokerFaultsPerKMsg: faults === null ? null : Math.round(faults),
+      recordingCpuUsPerMsg: recordingCpu === null ? null : { broker: Math.round(recordingCpu.broker * 10) / 10, database: Math.round(recordingCpu.database * 10) / 10 },
       events: mode === 'off' ? null : recorded.events,
       rows,
       recorder: recorded.recorder,
     };
     progress(
       `${label}: delivery ${fmtRate(sample.deliveryMsgsPerSec)} msgs/s (${deliverySeconds.toFixed(2)} s` +
-        (sample.brokerCpuUsPerMsg === null ? ')' : `, broker CPU ${sample.brokerCpuUsPerMsg.toFixed(2)} µs/msg)`) +
+        (sample.brokerCpuUsPerMsg === null ? ')' : `, broker CPU ${sample.brokerCpuUsPerMsg.toFixed(2)} µs/msg, ${sample.brokerFaultsPerKMsg ?? '?'} page faults per 1,000 msgs)`) +
         (sample.recordedMsgsPerSec === null ? '' : `, recorded ${fmtRate(sample.recordedMsgsPerSec)} msgs/s (${recordedSeconds!.toFixed(2)} s)`) +
+        (sample.recordingCpuUsPerMsg === null ? '' : ` (CPU until recorded: broker ${sample.recordingCpuUsPerMsg.broker} µs/msg, database server ${sample.recordingCpuUsPerMsg.database} µs/msg)`) +
         (rows === null ? '' : `, event rows ${rows.eventsPresent}/${rows.eventsExpected}, message rows ${rows.messagesPresent}/${rows.messagesExpected}`) +
         (sample.recorder === null ? '' : `, recorder ${JSON.stringify(sample.recorder)}`),
     );
