@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { countOf, fromLine, PUBLISHED, Segment, toLine, toLines, TYPE_CODE } from './segment.js';
+import { BufferPool, countOf, fromLine, PUBLISHED, Segment, segmentMemory, toLine, toLines, TYPE_CODE } from './segment.js';
 
 describe('history queue segments', () => {
   it('keeps every column of every event, bodies cut to their length, repeated strings once', () => {
@@ -94,5 +94,75 @@ describe('history queue segments', () => {
     expect(toLine(back, 0, 'ignored:')).toBe(lines[0]);
     expect(toLine(back, 1, 'ignored:')).toBe(lines[1]);
     expect(back.body(0)).toEqual(body);
+  });
+
+  it('reuses the memory of recycled segments, never a chunk another segment still holds a body in', () => {
+    segmentMemory.clear();
+    // random segments of 1–3 bodies (up to 120 KB: several share each 256 KiB chunk, some span
+    // two), recycled in random order; every live segment's bodies are checked after every step
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const live: Array<{ s: Segment; fills: number[]; sizes: number[] }> = [];
+    let fill = 0;
+    let seq = 1;
+    let reusedRows = 0;
+    let pooledMax = 0;
+    for (let step = 0; step < 300; step++) {
+      if (live.length > 0 && random(3) === 0) {
+        const [gone] = live.splice(random(live.length), 1);
+        gone!.s.recycle();
+        gone!.s.recycle(); // twice is once
+      } else {
+        const before = segmentMemory.size;
+        const s = new Segment(seq, 3);
+        if (segmentMemory.size < before) reusedRows++;
+        const entry = { s, fills: [] as number[], sizes: [] as number[] };
+        for (let k = 1 + random(3); k > 0; k--) {
+          const size = 1 + random(120_000);
+          fill = (fill + 1) % 251;
+          s.pushPublish('n', `m${seq}`, seq, 't', Buffer.alloc(size, fill), null);
+          entry.fills.push(fill);
+          entry.sizes.push(size);
+          seq++;
+        }
+        live.push(entry);
+      }
+      pooledMax = Math.max(pooledMax, segmentMemory.size);
+      for (const { s, fills, sizes } of live) {
+        fills.forEach((f, i) => {
+          const body = s.body(i)!;
+          expect(body.length).toBe(sizes[i]);
+          expect(body.equals(Buffer.alloc(sizes[i]!, f))).toBe(true);
+        });
+      }
+    }
+    // memory did come back and was taken again
+    expect(pooledMax).toBeGreaterThan(256 * 1024);
+    expect(reusedRows).toBeGreaterThan(10);
+    for (const { s } of live) s.recycle();
+    segmentMemory.clear();
+  });
+
+  it('bounds the pool, and lets it go when it was not needed for a while', () => {
+    const pool = new BufferPool(1000, 50);
+    const x = pool.take(400);
+    const y = pool.take(400);
+    const z = pool.take(400);
+    expect(x.byteLength).toBe(400);
+    pool.give(x);
+    pool.give(y);
+    pool.give(z); // over 1000 bytes: dropped
+    expect(pool.size).toBe(800);
+    expect(pool.take(400)).toBe(y);
+    expect(pool.take(300)).not.toBe(x); // only buffers of the size asked for
+    expect(pool.size).toBe(400);
+    const t0 = performance.now();
+    pool.trimIdle(t0 + 10);
+    expect(pool.size).toBe(400);
+    pool.trimIdle(t0 + 1000);
+    expect(pool.size).toBe(0);
   });
 });

@@ -33,12 +33,78 @@ const ARENA_OWN = ARENA_CHUNK / 4;
 
 /**
  * Where bodies are copied to: the current chunk, filled from the start and replaced when full.
- * A chunk lives as long as a segment holding one of its bodies, and segments are written (and
- * dropped) in order, so chunks go in order too: one allocation per 256 KiB of bodies, never a
- * copy of bodies already stored.
+ * A chunk lives as long as a segment holding one of its bodies (see chunkRefs), so chunks go
+ * roughly in order: one allocation per 256 KiB of bodies, never a copy of bodies already stored.
  */
 let arenaChunk: Buffer | undefined;
 let arenaUsed = 0;
+/** Per arena chunk: the segments holding a body in it, + 1 while it is the current chunk. */
+const chunkRefs = new Map<Buffer, number>();
+
+/**
+ * Memory of written segments (row buffers and arena chunks), kept for the next ones. Fresh memory
+ * costs a page fault per 4 KiB on first touch, which in a VM is several µs: queuing a burst into
+ * new pages cost the broker as much CPU as all the rest of the recording. Reused pages cost
+ * nothing, so the queue keeps what it grew to, up to `maxBytes`, and lets it go after `idleMs`
+ * without a burst that needed it.
+ */
+export class BufferPool {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private bytes = 0;
+  private lastTaken = 0;
+
+  constructor(
+    public maxBytes: number,
+    public idleMs: number,
+  ) {}
+
+  /** Bytes held for reuse. */
+  get size(): number {
+    return this.bytes;
+  }
+
+  /** A buffer of `byteLength` bytes (contents undefined): a pooled one if there is one. */
+  take(byteLength: number): ArrayBuffer {
+    this.lastTaken = performance.now();
+    const pooled = this.free.get(byteLength)?.pop();
+    if (pooled === undefined) return Buffer.allocUnsafeSlow(byteLength).buffer as ArrayBuffer;
+    this.bytes -= byteLength;
+    return pooled;
+  }
+
+  /** Gives back a buffer nothing reads or writes any more. */
+  give(buffer: ArrayBuffer): void {
+    const size = buffer.byteLength;
+    if (this.bytes + size > this.maxBytes) return;
+    let list = this.free.get(size);
+    if (list === undefined) this.free.set(size, (list = []));
+    list.push(buffer);
+    this.bytes += size;
+  }
+
+  /** Lets everything go when nothing was taken for `idleMs` (called now and then, by a recorder's timer). */
+  trimIdle(now = performance.now()): void {
+    if (this.bytes > 0 && now - this.lastTaken >= this.idleMs) this.clear();
+  }
+
+  clear(): void {
+    this.free.clear();
+    this.bytes = 0;
+  }
+}
+
+/** The pool every Segment takes its memory from (128 MiB at most, let go after 60 s unused). */
+export const segmentMemory = new BufferPool(128 * 1024 * 1024, 60_000);
+
+function releaseChunk(chunk: Buffer): void {
+  const refs = chunkRefs.get(chunk)! - 1;
+  if (refs > 0) {
+    chunkRefs.set(chunk, refs);
+  } else {
+    chunkRefs.delete(chunk);
+    segmentMemory.give(chunk.buffer as ArrayBuffer);
+  }
+}
 const U16_STRINGS = 8;
 const U8_TYPE = 28;
 const U8_TRUNCATED = 29;
@@ -106,6 +172,8 @@ export class Segment {
   private readonly chunks: Buffer[] = [];
   /** Keys events came with (holey: most have none). */
   private readonly keys: Array<string | undefined> = [];
+  /** recycle() gave its memory back: nothing may read it any more. */
+  private recycled = false;
 
   constructor(
     readonly seq0: number,
@@ -114,7 +182,7 @@ export class Segment {
     const cap = Math.max(1, capacity);
     this.capacity = cap;
     // not zeroed: every field of a row is written when the event is pushed
-    const buffer = Buffer.allocUnsafeSlow(cap * ROW).buffer;
+    const buffer = segmentMemory.take(cap * ROW);
     this.f64 = new Float64Array(buffer);
     this.i32 = new Int32Array(buffer);
     this.u16 = new Uint16Array(buffer);
@@ -353,7 +421,9 @@ export class Segment {
       offset = 0;
     } else {
       if (arenaChunk === undefined || arenaUsed + length > ARENA_CHUNK) {
-        arenaChunk = Buffer.allocUnsafeSlow(ARENA_CHUNK);
+        if (arenaChunk !== undefined) releaseChunk(arenaChunk);
+        arenaChunk = Buffer.from(segmentMemory.take(ARENA_CHUNK));
+        chunkRefs.set(arenaChunk, 1);
         arenaUsed = 0;
       }
       chunk = arenaChunk;
@@ -363,12 +433,29 @@ export class Segment {
     chunk.set(length === body.length ? body : body.subarray(0, length), offset);
     const chunks = this.chunks;
     let index = chunks.length - 1;
-    if (index < 0 || chunks[index] !== chunk) index = chunks.push(chunk) - 1;
+    if (index < 0 || chunks[index] !== chunk) {
+      index = chunks.push(chunk) - 1;
+      const refs = chunkRefs.get(chunk);
+      if (refs !== undefined) chunkRefs.set(chunk, refs + 1);
+    }
     const q = r >> 2;
     this.i32[q + I32_BODY_CHUNK] = index;
     this.i32[q + I32_BODY_OFFSET] = offset;
     this.i32[q + I32_BODY_LENGTH] = length;
     this.bytes += length;
+  }
+
+  /**
+   * Gives the segment's memory (its rows, and the arena chunks no other segment holds a body in)
+   * back for reuse: only once nothing will read the segment again, its events written.
+   */
+  recycle(): void {
+    if (this.recycled) return;
+    this.recycled = true;
+    this.sealed = true;
+    for (const chunk of this.chunks) if (chunkRefs.has(chunk)) releaseChunk(chunk);
+    this.chunks.length = 0;
+    segmentMemory.give(this.u8.buffer as ArrayBuffer);
   }
 
   key(i: number, prefix: string): string {
