@@ -98,6 +98,27 @@ describe.each(backends)('message history batching (%s)', (backend) => {
   );
 
   it(
+    'splits batches into many small statements, each run as it fills, and loses nothing',
+    async () => {
+      // ~1 KiB statements: a few rows each, so every kind of row (events, publishes, summaries,
+      // channels) spans many statements of a batch, built while the previous ones run
+      const r = await recorder({ batchSize: 250, maxStatementBytes: 1024 });
+      const topic = uniqueName('h-batch-small');
+      const ids = Array.from({ length: 300 }, nextId);
+      const t = Date.now() - 60_000;
+      const { publishes, rest } = lives(topic, ids, t);
+      // the later events first, then the publishes: summaries rows, then publishes merged into them
+      for (const rec of rest) r.record(rec);
+      await r.flush();
+      for (const rec of publishes) r.record(rec);
+      await r.flush();
+      expect(r.stats()).toMatchObject({ written: 1800, spooled: 0, failures: 0, queued: 0 });
+      await expectLives(topic, ids, t);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
     'merges later batches into summaries already stored, whatever the order',
     async () => {
       const r = await recorder({ batchSize: 300 });
