@@ -16,17 +16,21 @@
  * Per mode: the broker process (history-roles.js broker), a consumer process (history-roles.js
  * consumer: our Consumer, maxInFlight 2500, FIN per message) subscribed first, and our Producer in
  * this process (MPUB batches of 200 bodies of 200 B, 5 batches outstanding). A warm-up of
- * --warmup messages (10,000) goes through first and is recorded completely; then --messages
- * (200,000; naive: --naive-messages):
+ * --warmup messages (default: as many as --messages; naive: at most 10,000, its rate is bound by
+ * the commit fsync) goes through first and is recorded completely, so that every mode is measured
+ * in its steady state: JIT-compiled, heap grown, and the memory a burst queues into faulted in
+ * once (a fresh process's first burst pays a page fault per 4 KiB it queues; `--warmup 10000`
+ * measures that cold case); then --messages (200,000; naive: --naive-messages):
  *   delivery msgs/s  messages / (first MPUB sent -> the consumer received the last one)
  *   recorded msgs/s  messages / (first MPUB sent -> the broker saw the last FIN and every event so
  *                    far is in the database: the recorder flushed, nothing queued or spooled)
  * Times are wall clock (performance.timeOrigin + now()) of this process, the consumer and the broker.
  *
- * Rows: the broker counts the events its nsqd emitted (warm-up included). mysql writes an event row
- * for every event and a message row per publish; naive a message row per publish and an event row
- * for every other event. After each mode the tables are counted; rowsMissing is the total over
- * modes and tables of (expected - present) where positive (extra rows, reported as rowsExtra, never
+ * Rows: the broker counts the events its nsqd emitted. mysql writes an event row for every event
+ * and a message row per publish; naive a message row per publish and an event row for every other
+ * event. The tables are counted after the warm-up, then emptied (the measured phase starts on empty
+ * tables), and counted again after the measured phase; rowsMissing is the total over modes, phases
+ * and tables of (expected - present) where positive (extra rows, reported as rowsExtra, never
  * offset missing ones).
  *
  * Targets (issue 5): history on MySQL costs <= 15 % of delivery throughput
@@ -35,7 +39,7 @@
  *
  * Flags: --messages N (200000) --naive-messages N (default: --messages; a smaller count
  *        measures naive on fewer messages and says loudly that its rate is extrapolated)
- *        --warmup N (10000) --runs N (3; best of N per mode, rounds interleaved; naive runs once:
+ *        --warmup N (default: --messages) --runs N (3; best of N per mode, rounds interleaved; naive runs once:
  *        its rate is bound by the commit fsync) --only off,mysql,naive
  *        --max-in-flight N (2500) --cpu-prof DIR (profile the broker processes into DIR)
  *        --child-node-arg ARG (repeatable: a node option for the broker)
@@ -85,7 +89,7 @@ function parseArgs(argv: readonly string[]): Args {
   const args: Args = {
     messages: 200_000,
     naiveMessages: undefined,
-    warmup: 10_000,
+    warmup: -1,
     runs: 3,
     only: [...DEFAULT_MODES],
     maxInFlight: 2500,
@@ -154,6 +158,7 @@ function parseArgs(argv: readonly string[]): Args {
         throw new Error(`unknown flag ${JSON.stringify(flag)} (try --help)`);
     }
   });
+  if (args.warmup < 0) args.warmup = args.messages;
   for (const [flag, n] of [
     ['--messages', args.messages],
     ['--naive-messages', args.naiveMessages ?? BATCH],
@@ -183,9 +188,11 @@ interface Rows {
   eventsPresent: number;
   messagesExpected: number;
   messagesPresent: number;
-  /** Expected - present, per table where positive, summed. */
+  /** The warm-up's rows (counted before the tables were emptied for the measured phase). */
+  warmup: { eventsExpected: number; eventsPresent: number; messagesExpected: number; messagesPresent: number };
+  /** Expected - present, per table and phase where positive, summed. */
   missing: number;
-  /** Present - expected, per table where positive, summed. */
+  /** Present - expected, per table and phase where positive, summed. */
   extra: number;
 }
 
@@ -199,8 +206,12 @@ interface Sample {
   recordedSeconds: number | null;
   /** The broker process's CPU (user + system) per message while delivering (µs), where /proc tells. */
   brokerCpuUsPerMsg: number | null;
+  /** The broker's main thread's share of brokerCpuUsPerMsg (the rest: garbage collector helpers, libuv's pool). */
+  brokerMainThreadCpuUsPerMsg: number | null;
   /** The broker process's minor page faults per 1,000 messages while delivering, where /proc tells. */
   brokerFaultsPerKMsg: number | null;
+  /** The database server's CPU per message while delivering (µs): what it took from the delivery. */
+  databaseCpuUsPerMsg: number | null;
   /** CPU per message from the first publish until every event is in the database (µs): the broker's and the database server's. */
   recordingCpuUsPerMsg: { broker: number; database: number } | null;
   /** What nsqd emitted over the broker's life (warm-up included); null for off. */
@@ -215,12 +226,19 @@ const CLOCK_TICKS_PER_SECOND = 100;
  * CPU seconds (user + system) a process has used and its minor page faults (first touches of
  * fresh memory, which cost a lot in a VM), from /proc (Linux); undefined elsewhere.
  */
-function cpuUsage(pid: number | undefined): { seconds: number; faults: number } | undefined {
+function cpuUsage(pid: number | undefined): { seconds: number; mainSeconds: number; faults: number } | undefined {
   if (pid === undefined) return undefined;
   try {
     // the fields after the command name, which is in parentheses and may contain spaces
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return { seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND, faults: Number(fields[7]) };
+    const stat = (path: string): string[] => readFileSync(path, 'utf8').split(') ')[1]!.split(' ');
+    const fields = stat(`/proc/${pid}/stat`);
+    // the main thread alone (the rest: the garbage collector's helper threads, libuv's pool)
+    const main = stat(`/proc/${pid}/task/${pid}/stat`);
+    return {
+      seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND,
+      mainSeconds: (Number(main[11]) + Number(main[12])) / CLOCK_TICKS_PER_SECOND,
+      faults: Number(fields[7]),
+    };
   } catch {
     return undefined;
   }
@@ -252,6 +270,20 @@ async function countRows(database: string): Promise<{ events: number; messages: 
       conn.query('SELECT COUNT(*) AS n FROM nsq_message'),
     ])) as unknown as [[Array<{ n: number | string }>], [Array<{ n: number | string }>]];
     return { events: Number(e[0]?.n ?? 0), messages: Number(m[0]?.n ?? 0) };
+  } finally {
+    await conn.end();
+  }
+}
+
+/**
+ * Empties the history tables (after the warm-up, its rows counted): the measured phase starts on
+ * empty tables in every mode, as it would without a warm-up, instead of on a warm-up as large as
+ * itself that no longer fits MariaDB's default 128 MiB buffer pool.
+ */
+async function emptyTables(database: string): Promise<void> {
+  const conn = await mysql.createConnection({ ...MARIADB, database });
+  try {
+    for (const table of ['nsq_message_event', 'nsq_message_channel', 'nsq_message']) await conn.query(`TRUNCATE TABLE ${table}`);
   } finally {
     await conn.end();
   }
@@ -290,6 +322,9 @@ function expectedRows(mode: HistoryMode, events: EventCounts): { events: number;
   return mode === 'naive' ? { events: total - published, messages: published } : { events: total, messages: published };
 }
 
+/** The naive recorder's warm-up is at most this many messages: at its fsync-bound rate a full one would take minutes. */
+const NAIVE_MAX_WARMUP = 10_000;
+
 async function runMode(args: Args, mode: HistoryMode, run: number, batch: readonly Buffer[]): Promise<Sample> {
   const messages = mode === 'naive' ? (args.naiveMessages ?? args.messages) : args.messages;
   const label = `${mode}#${run + 1}`;
@@ -314,7 +349,7 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
     let phase = 0;
     const dbPid = db === undefined ? undefined : databaseServerPid();
     let finishedSoFar = 0;
-    const runPhase = async (count: number, what: string): Promise<{ firstAt: number; receivedAt: number; recorded: Extract<FromRole, { type: 'recorded' }>; cpu: number | null; faults: number | null; recordingCpu: { broker: number; database: number } | null }> => {
+    const runPhase = async (count: number, what: string): Promise<{ firstAt: number; receivedAt: number; recorded: Extract<FromRole, { type: 'recorded' }>; cpu: number | null; mainCpu: number | null; faults: number | null; dbCpu: number | null; recordingCpu: { broker: number; database: number } | null }> => {
       const p = ++phase;
       finishedSoFar += count;
       const expecting = consumer!.waitFor('expecting', p, `${what}: expect`);
@@ -329,9 +364,12 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
       await mpubMany(producer!, topic, batch, count / batch.length, OUTSTANDING_BATCHES, `${what}: publish`);
       const r = await received;
       const cpu1 = cpuUsage(broker!.pid);
+      const dbCpu1 = cpuUsage(dbPid);
       if (r.count !== count) throw new Error(`${what}: the consumer reports ${r.count} messages, expected ${count}`);
       const cpu = cpu0 === undefined || cpu1 === undefined ? null : ((cpu1.seconds - cpu0.seconds) * 1e6) / count;
+      const mainCpu = cpu0 === undefined || cpu1 === undefined ? null : ((cpu1.mainSeconds - cpu0.mainSeconds) * 1e6) / count;
       const faults = cpu0 === undefined || cpu1 === undefined ? null : ((cpu1.faults - cpu0.faults) * 1000) / count;
+      const dbCpu = dbCpu0 === undefined || dbCpu1 === undefined ? null : ((dbCpu1.seconds - dbCpu0.seconds) * 1e6) / count;
       const done = await recorded;
       const cpu2 = cpuUsage(broker!.pid);
       const dbCpu2 = cpuUsage(dbPid);
@@ -339,32 +377,49 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
         db === undefined || cpu0 === undefined || cpu2 === undefined || dbCpu0 === undefined || dbCpu2 === undefined
           ? null
           : { broker: ((cpu2.seconds - cpu0.seconds) * 1e6) / count, database: ((dbCpu2.seconds - dbCpu0.seconds) * 1e6) / count };
-      return { firstAt, receivedAt: r.lastAt, recorded: done, cpu, faults, recordingCpu };
+      return { firstAt, receivedAt: r.lastAt, recorded: done, cpu, mainCpu, faults, dbCpu, recordingCpu };
     };
 
-    if (args.warmup > 0) {
-      progress(`${label}: warm-up, ${args.warmup.toLocaleString('en-US')} messages`);
-      await runPhase(args.warmup, `${label} warm-up`);
+    const warmup = mode === 'naive' ? Math.min(args.warmup, NAIVE_MAX_WARMUP) : args.warmup;
+    // the warm-up's rows: counted, then emptied (see emptyTables)
+    let warmRows = { expected: { events: 0, messages: 0 }, present: { events: 0, messages: 0 } };
+    if (warmup > 0) {
+      progress(`${label}: warm-up, ${warmup.toLocaleString('en-US')} messages`);
+      const warm = await runPhase(warmup, `${label} warm-up`);
+      if (db !== undefined) {
+        warmRows = { expected: expectedRows(mode, warm.recorded.events), present: await countRows(db.name) };
+        await emptyTables(db.name);
+      }
     }
     if (args.settle) await settleDatabase();
     progress(`${label}: ${messages.toLocaleString('en-US')} messages`);
-    const { firstAt, receivedAt, recorded, cpu, faults, recordingCpu } = await runPhase(messages, label);
+    const { firstAt, receivedAt, recorded, cpu, mainCpu, faults, dbCpu, recordingCpu } = await runPhase(messages, label);
     const deliverySeconds = (receivedAt - firstAt) / 1000;
     const recordedSeconds = db === undefined ? null : (recorded.at - firstAt) / 1000;
     let rows: Rows | null = null;
     if (db !== undefined) {
-      const expected = expectedRows(mode, recorded.events);
+      // this phase's events (nsqd's counts include the warm-up's), then the warm-up's rows counted with them
+      const total = expectedRows(mode, recorded.events);
+      const expected = { events: total.events - warmRows.expected.events, messages: total.messages - warmRows.expected.messages };
       const present = await countRows(db.name);
       const diff = (e: number, p: number): [number, number] => [Math.max(0, e - p), Math.max(0, p - e)];
       const [me, xe] = diff(expected.events, present.events);
       const [mm, xm] = diff(expected.messages, present.messages);
+      const [wme, wxe] = diff(warmRows.expected.events, warmRows.present.events);
+      const [wmm, wxm] = diff(warmRows.expected.messages, warmRows.present.messages);
       rows = {
         eventsExpected: expected.events,
         eventsPresent: present.events,
         messagesExpected: expected.messages,
         messagesPresent: present.messages,
-        missing: me + mm,
-        extra: xe + xm,
+        warmup: {
+          eventsExpected: warmRows.expected.events,
+          eventsPresent: warmRows.present.events,
+          messagesExpected: warmRows.expected.messages,
+          messagesPresent: warmRows.present.messages,
+        },
+        missing: me + mm + wme + wmm,
+        extra: xe + xm + wxe + wxm,
       };
     }
     const sample: Sample = {
@@ -375,7 +430,9 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
       deliverySeconds,
       recordedSeconds,
       brokerCpuUsPerMsg: cpu === null ? null : Math.round(cpu * 100) / 100,
+      brokerMainThreadCpuUsPerMsg: mainCpu === null ? null : Math.round(mainCpu * 100) / 100,
       brokerFaultsPerKMsg: faults === null ? null : Math.round(faults),
+      databaseCpuUsPerMsg: dbCpu === null ? null : Math.round(dbCpu * 100) / 100,
       recordingCpuUsPerMsg: recordingCpu === null ? null : { broker: Math.round(recordingCpu.broker * 10) / 10, database: Math.round(recordingCpu.database * 10) / 10 },
       events: mode === 'off' ? null : recorded.events,
       rows,
@@ -383,10 +440,12 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
     };
     progress(
       `${label}: delivery ${fmtRate(sample.deliveryMsgsPerSec)} msgs/s (${deliverySeconds.toFixed(2)} s` +
-        (sample.brokerCpuUsPerMsg === null ? ')' : `, broker CPU ${sample.brokerCpuUsPerMsg.toFixed(2)} µs/msg, ${sample.brokerFaultsPerKMsg ?? '?'} page faults per 1,000 msgs)`) +
+        (sample.brokerCpuUsPerMsg === null ? ')' : `, broker CPU ${sample.brokerCpuUsPerMsg.toFixed(2)} µs/msg (main thread ${sample.brokerMainThreadCpuUsPerMsg?.toFixed(2) ?? '?'}), ${sample.brokerFaultsPerKMsg ?? '?'} page faults per 1,000 msgs` +
+              (sample.databaseCpuUsPerMsg === null ? ')' : `, database server CPU ${sample.databaseCpuUsPerMsg.toFixed(2)} µs/msg)`)) +
         (sample.recordedMsgsPerSec === null ? '' : `, recorded ${fmtRate(sample.recordedMsgsPerSec)} msgs/s (${recordedSeconds!.toFixed(2)} s)`) +
         (sample.recordingCpuUsPerMsg === null ? '' : ` (CPU until recorded: broker ${sample.recordingCpuUsPerMsg.broker} µs/msg, database server ${sample.recordingCpuUsPerMsg.database} µs/msg)`) +
-        (rows === null ? '' : `, event rows ${rows.eventsPresent}/${rows.eventsExpected}, message rows ${rows.messagesPresent}/${rows.messagesExpected}`) +
+        (rows === null ? '' : `, event rows ${rows.eventsPresent}/${rows.eventsExpected}, message rows ${rows.messagesPresent}/${rows.messagesExpected}` +
+              ` (warm-up: ${rows.warmup.eventsPresent}/${rows.warmup.eventsExpected}, ${rows.warmup.messagesPresent}/${rows.warmup.messagesExpected})`) +
         (sample.recorder === null ? '' : `, recorder ${JSON.stringify(sample.recorder)}`),
     );
     return sample;
@@ -429,7 +488,7 @@ async function main(): Promise<number> {
   const naiveMessages = args.naiveMessages ?? args.messages;
   progress(
     `history bench: ${args.messages.toLocaleString('en-US')} messages of ${SIZE} B (naive: ${naiveMessages.toLocaleString('en-US')}), ` +
-      `warm-up ${args.warmup.toLocaleString('en-US')}, ${args.runs} run(s), modes ${args.only.join(', ')}; node ${process.version}, ${availableParallelism()} cores`,
+      `warm-up ${args.warmup.toLocaleString('en-US')} (naive: at most ${NAIVE_MAX_WARMUP.toLocaleString('en-US')}), ${args.runs} run(s), modes ${args.only.join(', ')}; node ${process.version}, ${availableParallelism()} cores`,
   );
   const samples = new Map<HistoryMode, Sample[]>(args.only.map((m) => [m, []]));
   for (let run = 0; run < args.runs; run++) {
@@ -515,7 +574,7 @@ async function main(): Promise<number> {
       '',
       `History benchmark: ${args.messages.toLocaleString('en-US')} messages of ${SIZE} B through our nsqd (broker process) to our Consumer ` +
         `(maxInFlight ${args.maxInFlight}, separate process), our Producer MPUB x${BATCH}, ${OUTSTANDING_BATCHES} outstanding; ` +
-        `warm-up ${args.warmup.toLocaleString('en-US')}; best of ${args.runs}; node ${process.version}, ${availableParallelism()} cores`,
+        `warm-up ${args.warmup.toLocaleString('en-US')} (naive: at most ${NAIVE_MAX_WARMUP.toLocaleString('en-US')}); best of ${args.runs}; node ${process.version}, ${availableParallelism()} cores`,
       'delivery = first publish -> last message received; recorded = first publish -> every event in the database',
       '',
       table(rows),
