@@ -126,14 +126,6 @@ const DEFAULTS = {
 const DEADLOCK_ATTEMPTS = 3;
 /** Events folded ahead of the writes per batch written, in batches (see Lookahead). */
 const LOOKAHEAD_STEP = 50;
-/**
- * How far past the batch being written the fold reaches, in batches: far enough for a message's
- * publish, delivery and FIN in a burst to meet (they are a few thousand events apart), near
- * enough that few folds are alive. A fold is a few objects per message that outlive the young
- * generation; folding a whole 600,000-event backlog kept ~100 MB of them, and the full GC that
- * freed them fell into the next burst of deliveries.
- */
-const LOOKAHEAD_REACH = 32;
 /** Events per second, in batches, that count as a burst (see busyThreshold): more than the database takes. */
 const BUSY_RATE = 100;
 /** A batch of events that came in within this many ms is a burst. */
@@ -799,11 +791,8 @@ export class HistoryRecorder {
       if (this.queue.length === 0) this.queueBytes = 0;
       const started = performance.now();
       this.lookahead.extend(batch);
-      // a bounded step ahead per batch (the first write of a burst must not stall the event
-      // loop), to a bounded reach
-      const last = batch[batch.length - 1]!;
-      const reach = last.seq0 + last.n - 1 + LOOKAHEAD_REACH * this.opts.batchSize - this.lookahead.foldedThrough;
-      if (reach > 0) this.lookahead.extend(this.queue, Math.min(LOOKAHEAD_STEP * this.opts.batchSize, reach));
+      // a bounded step ahead per batch: the first write of a burst must not stall the event loop
+      this.lookahead.extend(this.queue, LOOKAHEAD_STEP * this.opts.batchSize);
       const planned = this.lookahead.plan(batch);
       this.ownBusyMs += performance.now() - started;
       const write = { batch, done: Promise.resolve() };
