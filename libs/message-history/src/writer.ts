@@ -222,11 +222,6 @@ export class Lookahead {
     return this.map.size;
   }
 
-  /** The sequence number of the last event folded in. */
-  get foldedThrough(): number {
-    return this.through;
-  }
-
   /** Folds the events of `segments` (in sequence order) not folded yet, at most `budget` of them. */
   extend(segments: readonly Segment[], budget = Number.POSITIVE_INFINITY): void {
     for (const seg of segments) {
