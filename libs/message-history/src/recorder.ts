@@ -52,7 +52,7 @@ export interface HistoryRecorderOptions {
   maxRetryDelay?: number;
   /**
    * Approximate size limit of one INSERT statement, below MySQL's max_allowed_packet (default
-   * 64 KiB). Small on purpose: a statement's text is a string, then its bytes; above V8's
+   * 120 KiB). Small on purpose: a statement's text is a string, then its bytes; above V8's
    * large-object size (128 KiB) each of them is fresh memory, a page fault per 4 KiB, which made
    * building a batch's SQL cost 7–10 ns a byte instead of about 1.
    */

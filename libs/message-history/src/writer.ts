@@ -302,10 +302,9 @@ interface Statement {
 
 /**
  * Collects rows into statements under the parameter and size limits, and runs each as soon as it
- * is full (`await builder.ready` after each row, `await builder.done()` at the end): only one
- * statement's text is alive at a time. Built all at once, a batch's SQL outlived the garbage
- * collector's young generation while the statements ran one by one, and was promoted: hundreds of
- * MB of old-generation garbage per 200,000 messages, collected by a full GC during the next burst.
+ * is full (`await runFull()` when row() says one filled, `await done()` at the end): only one
+ * statement's text is alive at a time. Built all at once, a batch's SQL text stayed alive while
+ * its statements ran one by one, long enough to be promoted out of the young generation.
  */
 class StatementBuilder {
   private values: Values;
@@ -328,6 +327,8 @@ class StatementBuilder {
   row(values: readonly unknown[], bytes: number): boolean {
     let filled = false;
     if (this.values.rows > 0 && (this.values.rows >= this.maxRows || this.bytes + bytes > this.maxBytes)) {
+      // a caller that went on without running the full statement would lose it
+      if (this.full !== undefined) throw new Error('history: a full statement was not run before the next row');
       this.full = this.take();
       filled = true;
     }
