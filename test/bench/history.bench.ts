@@ -322,6 +322,18 @@ function expectedRows(mode: HistoryMode, events: EventCounts): { events: number;
   return mode === 'naive' ? { events: total - published, messages: published } : { events: total, messages: published };
 }
 
+/** One phase (warm-up or measured) of a mode: its times, what the broker reported, and the CPU figures (null where /proc does not tell). */
+interface PhaseResult {
+  firstAt: number;
+  receivedAt: number;
+  recorded: Extract<FromRole, { type: 'recorded' }>;
+  cpu: number | null;
+  mainCpu: number | null;
+  faults: number | null;
+  dbCpu: number | null;
+  recordingCpu: { broker: number; database: number } | null;
+}
+
 /** The naive recorder's warm-up is at most this many messages: at its fsync-bound rate a full one would take minutes. */
 const NAIVE_MAX_WARMUP = 10_000;
 
@@ -349,7 +361,7 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
     let phase = 0;
     const dbPid = db === undefined ? undefined : databaseServerPid();
     let finishedSoFar = 0;
-    const runPhase = async (count: number, what: string): Promise<{ firstAt: number; receivedAt: number; recorded: Extract<FromRole, { type: 'recorded' }>; cpu: number | null; mainCpu: number | null; faults: number | null; dbCpu: number | null; recordingCpu: { broker: number; database: number } | null }> => {
+    const runPhase = async (count: number, what: string): Promise<PhaseResult> => {
       const p = ++phase;
       finishedSoFar += count;
       const expecting = consumer!.waitFor('expecting', p, `${what}: expect`);
