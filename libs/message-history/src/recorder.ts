@@ -11,7 +11,8 @@ import { countOf, fromLine, PUBLISHED, Segment, segmentMemory, toLines, TYPE_COD
 import { Spool } from './spool.js';
 import { dialectOf, isMysqlFamily } from './sql.js';
 import { COLUMN_LIMITS, type HistoryRecord } from './types.js';
-import { Lookahead, type MessageFold, writeSegments } from './writer.js';
+import { Lookahead } from './lookahead.js';
+import { type MessageFold, writeSegments } from './writer.js';
 
 export interface HistoryRecorderOptions {
   /** The append-only spool file used while the database is down or slow (JSON lines). */

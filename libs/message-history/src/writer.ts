@@ -1,4 +1,5 @@
 import type { QueryRunner } from 'typeorm';
+import type { FoldTable } from './lookahead.js';
 import { CODE_TYPE, PUBLISHED, type Segment } from './segment.js';
 import { type Dialect, readTime, Values } from './sql.js';
 import { emptySummaryTimes, mergeEventTimes, type SummaryTimes } from './summary.js';
@@ -71,13 +72,19 @@ export interface MessageFold {
   channels: ChannelFold[] | undefined;
   /** Leave the message's summary and channel rows alone: the stored ones already have these events. */
   skip: boolean;
-  /** A Lookahead plan's: the fold this batch writes from, and the last event folded in when its rows were built. */
-  entry: Pending | undefined;
+  /**
+   * A Lookahead plan's: the table and slot (with its generation) of the fold this batch writes
+   * from, the batch's last event of the message, and the last event folded in when its rows were
+   * built.
+   */
+  table: FoldTable | undefined;
+  slot: number;
+  gen: number;
   batchLastSeq: number;
   writtenThrough: number;
 }
 
-function newFold(nsqd: string, messageId: string, topic: string | null, at: number): MessageFold {
+export function newFold(nsqd: string, messageId: string, topic: string | null, at: number): MessageFold {
   return {
     nsqd,
     messageId,
@@ -90,7 +97,9 @@ function newFold(nsqd: string, messageId: string, topic: string | null, at: numb
     ensureIndex: -1,
     channels: undefined,
     skip: false,
-    entry: undefined,
+    table: undefined,
+    slot: -1,
+    gen: 0,
     batchLastSeq: 0,
     writtenThrough: -1,
   };
@@ -163,7 +172,7 @@ export class SummaryFold {
   }
 }
 
-function notePublish(m: MessageFold, seg: Segment, i: number): void {
+export function notePublish(m: MessageFold, seg: Segment, i: number): void {
   if (seg.type(i) === PUBLISHED) {
     m.publish = seg;
     m.publishIndex = i;
@@ -184,115 +193,6 @@ export function foldSegments(batch: readonly Segment[]): SummaryFold {
     }
   }
   return fold;
-}
-
-/** A message's fold over everything queued (see Lookahead). */
-interface Pending {
-  nsqd: string;
-  messageId: string;
-  topic: string | null;
-  firstAt: number;
-  s: SummaryTimes;
-  channels: ChannelFold[] | undefined;
-  /** The last event of the message folded in (its sequence number). */
-  lastSeq: number;
-  /** The stored summary has every event of the message up to this sequence number. */
-  appliedThrough: number;
-}
-
-/**
- * The summaries of everything queued, folded ahead of the writes. When the database is behind, a
- * message's later events (its delivery, its FIN) are usually queued by the time the batch with its
- * publish is written: the message and channel rows are then written once with their summary so
- * far, and the later batches only insert their event rows, instead of updating the same rows
- * again for each event. Merging is idempotent, so this changes no result, only how often a row
- * is written.
- *
- * Batches may be written concurrently: each gets its own plan (which messages it writes, from
- * which fold), the marks are set only once a batch has committed, and everything is forgotten
- * when a write fails (its batch and all later events go to the spool and are replayed with their
- * own summaries).
- */
-export class Lookahead {
-  private readonly map = new FoldMap<Pending>();
-  /** Events up to this sequence number are folded in. */
-  private through = 0;
-
-  get size(): number {
-    return this.map.size;
-  }
-
-  /** Folds the events of `segments` (in sequence order) not folded yet, at most `budget` of them. */
-  extend(segments: readonly Segment[], budget = Number.POSITIVE_INFINITY): void {
-    for (const seg of segments) {
-      if (seg.seq0 + seg.n - 1 <= this.through) continue;
-      const from = Math.max(0, this.through + 1 - seg.seq0);
-      const to = Math.min(seg.n, from + budget);
-      budget -= to - from;
-      for (let i = from; i < to; i++) {
-        const nsqd = seg.nsqd(i);
-        const messageId = seg.messageId(i);
-        let m = this.map.get(nsqd, messageId);
-        if (m === undefined) {
-          m = { nsqd, messageId, topic: seg.topic(i), firstAt: seg.at(i), s: emptySummaryTimes(), channels: undefined, lastSeq: 0, appliedThrough: 0 };
-          this.map.set(m);
-        }
-        const code = seg.type(i);
-        foldEvent(m, seg.topic(i), seg.channel(i), CODE_TYPE[code]!, seg.at(i), seg.attempt(i), code === PUBLISHED && seg.deferredUntil(i) >= 0);
-        m.lastSeq = seg.seq0 + i;
-      }
-      this.through = seg.seq0 + to - 1;
-      if (budget <= 0) return;
-    }
-  }
-
-  /**
-   * What `batch` (whose events must be folded in) writes: per message, its fold so far, or `skip`
-   * where a committed batch already wrote it past this batch's events.
-   */
-  plan(batch: readonly Segment[]): MessageFold[] {
-    const views = new Map<Pending, MessageFold>();
-    for (const seg of batch) {
-      for (let i = 0; i < seg.n; i++) {
-        const m = this.map.get(seg.nsqd(i), seg.messageId(i));
-        if (m === undefined) throw new Error('history: a queued event was not folded');
-        let v = views.get(m);
-        if (v === undefined) {
-          v = newFold(m.nsqd, m.messageId, m.topic, m.firstAt);
-          v.s = m.s;
-          v.entry = m;
-          views.set(m, v);
-        }
-        v.batchLastSeq = seg.seq0 + i;
-        notePublish(v, seg, i);
-      }
-    }
-    const planned = [...views.values()];
-    for (const v of planned) {
-      const m = v.entry!;
-      // the fold's own fields may have grown since (a later event's topic, a new channel)
-      v.topic = m.topic;
-      v.channels = m.channels;
-      v.skip = v.publish === undefined && v.ensure === undefined && m.appliedThrough >= v.batchLastSeq;
-    }
-    return planned;
-  }
-
-  /** After a planned batch committed: the rows it wrote hold every event folded in when they were built. */
-  committed(planned: readonly MessageFold[]): void {
-    for (const v of planned) {
-      const m = v.entry!;
-      if (v.writtenThrough > m.appliedThrough) m.appliedThrough = v.writtenThrough;
-      // its last folded event is written: nothing queued refers to it any more
-      if (v.batchLastSeq >= m.lastSeq && this.map.get(m.nsqd, m.messageId) === m) this.map.delete(m);
-    }
-  }
-
-  /** Forgets everything (a write failed, or the queue went to the spool). */
-  reset(through: number): void {
-    this.map.clear();
-    this.through = through;
-  }
 }
 
 interface Statement {
@@ -498,11 +398,8 @@ export async function writeSummaries(queryRunner: QueryRunner, d: Dialect, folds
   const written: MessageFold[] = [];
   for (const m of messages) {
     if (m.skip) continue;
-    if (m.entry !== undefined) {
-      // rows built now carry everything folded so far
-      m.channels = m.entry.channels;
-      m.writtenThrough = m.entry.lastSeq;
-    }
+    // rows built now carry everything folded so far
+    m.table?.refresh(m);
     written.push(m);
   }
   // in this order, each kind's statements built as the previous ones ran (see StatementBuilder)
