@@ -316,10 +316,11 @@ async function settleDatabase(): Promise<void> {
   }
 }
 
-function expectedRows(mode: HistoryMode, events: EventCounts): { events: number; messages: number } {
+/** Both recorders write a broker's publish as its message row only, and every other event as an event row. */
+function expectedRows(events: EventCounts): { events: number; messages: number } {
   const total = Object.values(events).reduce((a, b) => a + b, 0);
   const published = events.published ?? 0;
-  return mode === 'naive' ? { events: total - published, messages: published } : { events: total, messages: published };
+  return { events: total - published, messages: published };
 }
 
 /** One phase (warm-up or measured) of a mode: its times, what the broker reported, and the CPU figures (null where /proc does not tell). */
@@ -399,7 +400,7 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
       progress(`${label}: warm-up, ${warmup.toLocaleString('en-US')} messages`);
       const warm = await runPhase(warmup, `${label} warm-up`);
       if (db !== undefined) {
-        warmRows = { expected: expectedRows(mode, warm.recorded.events), present: await countRows(db.name) };
+        warmRows = { expected: expectedRows(warm.recorded.events), present: await countRows(db.name) };
         await emptyTables(db.name);
       }
     }
@@ -411,7 +412,7 @@ async function runMode(args: Args, mode: HistoryMode, run: number, batch: readon
     let rows: Rows | null = null;
     if (db !== undefined) {
       // this phase's events (nsqd's counts include the warm-up's), then the warm-up's rows counted with them
-      const total = expectedRows(mode, recorded.events);
+      const total = expectedRows(recorded.events);
       const expected = { events: total.events - warmRows.expected.events, messages: total.messages - warmRows.expected.messages };
       const present = await countRows(db.name);
       const diff = (e: number, p: number): [number, number] => [Math.max(0, e - p), Math.max(0, p - e)];

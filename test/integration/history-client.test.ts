@@ -273,15 +273,24 @@ async function messageIdTypes(ds: DataSource): Promise<string[]> {
   return rows.map((r) => `${r.t} ${r.c}`);
 }
 
-/** The event table's secondary indexes, by name, on either engine. */
-async function eventIndexes(ds: DataSource): Promise<string[]> {
+/** A table's secondary indexes, by name, on either engine. */
+async function indexesOf(ds: DataSource, table: string): Promise<string[]> {
   const mysql = ds.options.type === 'mysql' || ds.options.type === 'mariadb';
   const rows = (await ds.query(
     mysql
-      ? `SELECT DISTINCT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'nsq_message_event' AND INDEX_NAME <> 'PRIMARY'`
-      : `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'nsq_message_event' AND name NOT LIKE 'sqlite_autoindex%'`,
+      ? `SELECT DISTINCT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME <> 'PRIMARY'`
+      : `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name NOT LIKE 'sqlite_autoindex%'`,
+    [table],
   )) as Array<{ name: string }>;
   return rows.map((r) => r.name).sort();
+}
+
+const eventIndexes = (ds: DataSource): Promise<string[]> => indexesOf(ds, 'nsq_message_event');
+
+/** The event rows of one message, by type. */
+async function eventTypes(ds: DataSource, nsqd: string, messageId: string): Promise<string[]> {
+  const rows = (await ds.query('SELECT type FROM nsq_message_event WHERE nsqd = ? AND messageId = ? ORDER BY id', [nsqd, messageId])) as Array<{ type: string }>;
+  return rows.map((r) => r.type);
 }
 
 describe.each(backends)('history schema upgrade: messageId widened for message keys (%s)', (backend) => {
@@ -323,20 +332,44 @@ describe.each(backends)('history schema upgrade: messageId widened for message k
       if (backend === 'mariadb') {
         expect(await messageIdTypes(old)).toEqual(['nsq_message char(16)', 'nsq_message_channel char(16)', 'nsq_message_event char(16)']);
       }
-      const oldRecorder = new HistoryRecorder(old, { spoolPath: join(dir, 'old.jsonl'), flushInterval: 20 });
-      await oldRecorder.start();
+      // rows as that release's recorder wrote them (today's writes the columns of the current schema)
       const oldId = '0123456789abcdef';
-      oldRecorder.record({ type: 'published', nsqd: '127.0.0.1:4150', messageId: oldId, topic: 'upgrade', at: new Date(), body: Buffer.from('old') });
-      oldRecorder.record({ type: 'delivered', nsqd: '127.0.0.1:4150', messageId: oldId, topic: 'upgrade', channel: 'c', attempt: 1, at: new Date() });
-      await oldRecorder.close();
+      const t0 = new Date().toISOString().replace('T', ' ').replace('Z', ''); // a DATETIME both drivers take
+      await old.query(
+        "INSERT INTO nsq_message (nsqd, messageId, topic, body, size, publishedAt, status, attempts, lastEventAt) VALUES ('127.0.0.1:4150', ?, 'upgrade', ?, 3, ?, 'in_flight', 1, ?)",
+        [oldId, Buffer.from('old'), t0, t0],
+      );
+      for (const [key, type, attempt] of [['old:1', 'published', null], ['old:2', 'delivered', 1]] as const) {
+        await old.query("INSERT INTO nsq_message_event (eventKey, nsqd, messageId, topic, type, channel, attempt, at) VALUES (?, '127.0.0.1:4150', ?, 'upgrade', ?, ?, ?, ?)", [
+          key,
+          oldId,
+          type,
+          type === 'published' ? null : 'c',
+          attempt,
+          t0,
+        ]);
+      }
       await old.destroy();
 
       const ds = await createHistoryDataSource(options);
       open.push(ds);
       const ran = (await ds.query(`SELECT name FROM ${ds.driver.escape(HISTORY_MIGRATIONS_TABLE)} ORDER BY id`)) as Array<{ name: string }>;
-      expect(ran.map((r) => r.name)).toEqual(['CreateHistoryTables1747000000000', 'WidenHistoryMessageId1748000000000', 'DropUnreadHistoryEventIndexes1749000000000']);
+      expect(ran.map((r) => r.name)).toEqual([
+        'CreateHistoryTables1747000000000',
+        'WidenHistoryMessageId1748000000000',
+        'DropUnreadHistoryEventIndexes1749000000000',
+        'HistoryPublishIsTheMessageRow1750000000000',
+      ]);
       // the indexes no query reads are gone; those of the timeline, retention and replays stay
       expect(await eventIndexes(ds)).toEqual(['IDX_nsq_message_event_at', 'IDX_nsq_message_event_message', 'UQ_nsq_message_event_event_key']);
+      // (messageId, nsqd) unique serves a lookup by id alone too
+      expect(await indexesOf(ds, 'nsq_message')).toEqual([
+        'IDX_nsq_message_message_key',
+        'IDX_nsq_message_published_at',
+        'IDX_nsq_message_status_published_at',
+        'IDX_nsq_message_topic_published_at',
+        'UQ_nsq_message_message_id_nsqd',
+      ]);
       if (backend === 'mariadb') {
         expect(await messageIdTypes(ds)).toEqual(['nsq_message varchar(64)', 'nsq_message_channel varchar(64)', 'nsq_message_event varchar(64)']);
       }
@@ -356,7 +389,40 @@ describe.each(backends)('history schema upgrade: messageId widened for message k
       expect(detail).toMatchObject({ nsqd: CLIENT_NSQD, messageId: key, message: { messageId: key, messageKey: key, bodyUtf8: 'new', status: 'in_flight' } });
       expect(detail!.events.map((e) => e.type)).toEqual(['published', 'delivered']);
       expect(detail!.channels).toMatchObject([{ channel: 'c', status: 'in_flight' }]);
-      expect((await query.getMessage(oldId)).map((d) => [d.messageId, d.message?.bodyUtf8, d.events.length])).toEqual([[oldId, 'old', 2]]);
+      // the old message's publish is an event row, and shows once
+      expect(await eventTypes(ds, '127.0.0.1:4150', oldId)).toEqual(['published', 'delivered']);
+      expect((await query.getMessage(oldId)).map((d) => [d.messageId, d.message?.bodyUtf8, d.events.map((e) => e.type)])).toEqual([[oldId, 'old', ['published', 'delivered']]]);
+
+      // a broker's publish written now is its message row: no event row, the same timeline
+      const newId = '0123456789abcdee';
+      const publishedAt = new Date(Date.now() - 1000);
+      const broker = new HistoryRecorder(ds, { spoolPath: join(dir, 'broker.jsonl'), flushInterval: 20 });
+      await broker.start();
+      broker.record({ type: 'published', nsqd: '127.0.0.1:4150', messageId: newId, topic: 'upgrade', at: publishedAt, body: Buffer.from('now'), deferredUntil: new Date(publishedAt.getTime() + 250), detail: 'deferred 250 ms' });
+      broker.record({ type: 'delivered', nsqd: '127.0.0.1:4150', messageId: newId, topic: 'upgrade', channel: 'c', attempt: 1, at: new Date(publishedAt.getTime() + 300) });
+      await broker.close();
+      expect(await eventTypes(ds, '127.0.0.1:4150', newId)).toEqual(['delivered']);
+      const [now] = await query.getMessage(newId);
+      expect(now!.events.map((e) => [e.type, e.at, e.detail])).toEqual([
+        ['published', publishedAt.toISOString(), 'deferred 250 ms'],
+        ['delivered', new Date(publishedAt.getTime() + 300).toISOString(), null],
+      ]);
+      expect(now!.events[0]!.id).toBe(`message:${now!.message!.id}`);
+
+      // undone, the schema is the earlier one and that publish has its event row back
+      await ds.undoLastMigration({ transaction: 'all' });
+      expect(await eventTypes(ds, '127.0.0.1:4150', newId)).toEqual(['delivered', 'published']);
+      expect(await eventTypes(ds, '127.0.0.1:4150', oldId)).toEqual(['published', 'delivered']);
+      expect(await indexesOf(ds, 'nsq_message')).toEqual([
+        'IDX_nsq_message_message_id',
+        'IDX_nsq_message_message_key',
+        'IDX_nsq_message_published_at',
+        'IDX_nsq_message_status_published_at',
+        'IDX_nsq_message_topic_published_at',
+        'UQ_nsq_message_nsqd_message_id',
+      ]);
+      await ds.runMigrations({ transaction: 'all' });
+      expect(await indexesOf(ds, 'nsq_message')).toContain('UQ_nsq_message_message_id_nsqd');
     },
     TEST_TIMEOUT,
   );

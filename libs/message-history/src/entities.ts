@@ -24,11 +24,10 @@ abstract class WithId {
 
 /** One message as published to one nsqd (ids are unique per nsqd only), with its summary. */
 @Entity('nsq_message')
-@Index('UQ_nsq_message_nsqd_message_id', ['nsqd', 'messageId'], { unique: true })
+@Index('UQ_nsq_message_message_id_nsqd', ['messageId', 'nsqd'], { unique: true })
 @Index('IDX_nsq_message_topic_published_at', ['topic', 'publishedAt'])
 @Index('IDX_nsq_message_status_published_at', ['status', 'publishedAt'])
 @Index('IDX_nsq_message_message_key', ['messageKey'])
-@Index('IDX_nsq_message_message_id', ['messageId'])
 @Index('IDX_nsq_message_published_at', ['publishedAt'])
 export class HistoryMessage extends WithId {
   /** The nsqd the message id is unique on: its identity (broadcast:tcpPort) or the address it was read from. */
@@ -59,6 +58,14 @@ export class HistoryMessage extends WithId {
 
   @Column({ type: 'datetime', precision: 6 })
   publishedAt!: Date;
+
+  /**
+   * The row was written from a recorded publish. Such a publish has no event row of its own (since
+   * migration 4): a timeline shows it from this row. False for a row made from events alone or
+   * from a consumer-side record.
+   */
+  @Column({ type: 'boolean', default: false })
+  published!: boolean;
 
   /** 'tcp:<addr>', 'http:<addr>' or 'client:<clientId>'. */
   @Column({ type: 'varchar', length: 255, nullable: true })

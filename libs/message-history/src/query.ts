@@ -1,6 +1,7 @@
 import { Brackets, type DataSource, type EntityManager, type SelectQueryBuilder } from 'typeorm';
 import { withDatabaseLock } from './data-source.js';
 import { HistoryChannelState, HistoryEvent, HistoryMessage } from './entities.js';
+import { publishDetail } from './summary.js';
 import { CLIENT_NSQD, HISTORY_STATUSES, type HistoryEventType, type HistoryStatus } from './types.js';
 
 /** A bad query parameter (the admin API answers 400 with its message). */
@@ -40,6 +41,7 @@ export interface HistoryMessageView {
 }
 
 export interface HistoryEventView {
+  /** The event row's id; for a publish shown from its message row (HistoryMessage.published), `message:<the row's id>`. */
   id: string;
   type: HistoryEventType;
   channel: string | null;
@@ -295,6 +297,23 @@ export class HistoryQueryService {
         attempt: e.attempt,
         at: e.at.toISOString(),
         detail: e.detail,
+      });
+    }
+    // a broker's publish has no event row: its message row is the publish (see HistoryMessage.published)
+    for (const m of messages) {
+      if (!m.published) continue;
+      const d = detail(m.nsqd, m.messageId);
+      if (d.events.some((e) => e.type === 'published')) continue;
+      const at = m.publishedAt.toISOString();
+      const before = d.events.findIndex((e) => e.at >= at);
+      d.events.splice(before < 0 ? d.events.length : before, 0, {
+        id: `message:${m.id}`,
+        type: 'published',
+        channel: null,
+        consumer: null,
+        attempt: null,
+        at,
+        detail: publishDetail(m.publishedAt.getTime(), m.deferredUntil?.getTime() ?? -1),
       });
     }
     for (const c of channels) {

@@ -130,3 +130,11 @@ export function mergeEventTimes(state: SummaryTimes, type: HistoryEventType, at:
   else if (type === 'dead_lettered' && at > state.deadLetteredAt) state.deadLetteredAt = at;
   else if ((type === 'delivered' || type === 'consumed') && (state.firstDeliveredAt < 0 || at < state.firstDeliveredAt)) state.firstDeliveredAt = at;
 }
+
+/**
+ * The detail of a publish's event: its deferral. A broker's publish has no event row (its message
+ * row is the publish), so a timeline rebuilds the event from the row with this.
+ */
+export function publishDetail(publishedAt: number, deferredUntil: number): string | null {
+  return deferredUntil < 0 ? null : `deferred ${deferredUntil - publishedAt} ms`;
+}

@@ -2,8 +2,8 @@ import type { QueryRunner } from 'typeorm';
 import type { FoldTable } from './lookahead.js';
 import { CODE_TYPE, PUBLISHED, type Segment } from './segment.js';
 import { type Dialect, readTime, Values } from './sql.js';
-import { emptySummaryTimes, mergeEventTimes, type SummaryTimes } from './summary.js';
-import type { HistoryEventType, HistoryStatus } from './types.js';
+import { emptySummaryTimes, mergeEventTimes, publishDetail, type SummaryTimes } from './summary.js';
+import { CLIENT_NSQD, type HistoryEventType, type HistoryStatus } from './types.js';
 
 /**
  * The statements of a batch, shared by the recorder (which folds its batch into summaries itself)
@@ -43,9 +43,10 @@ const PUBLISH_COLUMNS = [
   'finishedAt',
   'deadLetteredAt',
   'lastEventAt',
+  'published',
 ];
 /** What a publish (or its replay) sets on an existing row, besides merging the summary. */
-const PUBLISH_UPDATE = ['topic', 'body', 'bodyTruncated', 'size', 'publishedAt', 'producer', 'deferredUntil', 'messageKey'];
+const PUBLISH_UPDATE = ['topic', 'body', 'bodyTruncated', 'size', 'publishedAt', 'producer', 'deferredUntil', 'messageKey', 'published'];
 const MESSAGE_COLUMNS = ['nsqd', 'messageId', 'topic', 'publishedAt', 'size', 'bodyTruncated', 'status', 'attempts', 'finishedAt', 'deadLetteredAt', 'lastEventAt'];
 const CHANNEL_COLUMNS = ['nsqd', 'messageId', 'channel', 'status', 'attempts', 'firstDeliveredAt', 'finishedAt', 'deadLetteredAt', 'lastEventAt'];
 /** Per-row overhead estimate of an INSERT statement, beyond the body (keeps statements under maxStatementBytes). */
@@ -362,6 +363,7 @@ export async function writeSegments(
   );
   for (const seg of batch) {
     for (let i = 0; i < seg.n; i++) {
+      if (seg.type(i) === PUBLISHED && isTheMessageRow(seg, i)) continue;
       const attempt = seg.attempt(i);
       const detail = seg.detail(i);
       const filled = events.row(
@@ -373,6 +375,16 @@ export async function writeSegments(
   }
   await events.done();
   await writeSummaries(queryRunner, d, messages, maxStatementBytes);
+}
+
+/**
+ * Whether a publish needs no event row: a broker's publish is its message row (`published`, which
+ * the same batch writes), and a timeline rebuilds the event from the row, so it must carry nothing
+ * the row does not. Client-side history's publishes keep their event rows: a producer may publish
+ * one message key more than once.
+ */
+function isTheMessageRow(seg: Segment, i: number): boolean {
+  return seg.nsqd(i) !== CLIENT_NSQD && seg.channel(i) === null && seg.consumer(i) === null && seg.detail(i) === publishDetail(seg.at(i), seg.deferredUntil(i));
 }
 
 /** The message and channel upserts of a fold. */
@@ -407,7 +419,7 @@ export async function writeSummaries(queryRunner: QueryRunner, d: Dialect, folds
     if (m.publish !== undefined) {
       const p = m.publish;
       const i = m.publishIndex;
-      if (addMessageRow(publishes, d, m, p, i, p.at(i), p.deferredUntil(i))) await publishes.runFull();
+      if (addMessageRow(publishes, d, m, p, i, p.at(i), p.deferredUntil(i), true)) await publishes.runFull();
     }
   }
   await publishes.done();
@@ -415,7 +427,7 @@ export async function writeSummaries(queryRunner: QueryRunner, d: Dialect, folds
     if (m.publish === undefined && m.ensure !== undefined) {
       const e = m.ensure;
       const i = m.ensureIndex;
-      if (addMessageRow(ensures, d, m, e, i, e.ensureMessageAt(i), -1)) await ensures.runFull();
+      if (addMessageRow(ensures, d, m, e, i, e.ensureMessageAt(i), -1, false)) await ensures.runFull();
     }
   }
   await ensures.done();
@@ -453,7 +465,7 @@ export async function writeSummaries(queryRunner: QueryRunner, d: Dialect, folds
  * A message row from event `i` of `seg` (a publish, or a consumer-side record's `ensureMessage`)
  * with `m`'s summary; true when a statement filled up (see StatementBuilder.row).
  */
-function addMessageRow(into: StatementBuilder, d: Dialect, m: MessageFold, seg: Segment, i: number, publishedAt: number, deferredUntil: number): boolean {
+function addMessageRow(into: StatementBuilder, d: Dialect, m: MessageFold, seg: Segment, i: number, publishedAt: number, deferredUntil: number, published: boolean): boolean {
   const s = m.s;
   const body = seg.body(i);
   return into.row(
@@ -473,6 +485,7 @@ function addMessageRow(into: StatementBuilder, d: Dialect, m: MessageFold, seg: 
       time(d, s.finishedAt),
       time(d, s.deadLetteredAt),
       time(d, s.lastEventAt),
+      published ? 1 : 0,
     ],
     ROW_BYTES + (body?.length ?? 0) * d.bodyFactor,
   );
