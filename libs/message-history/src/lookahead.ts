@@ -142,6 +142,12 @@ export class FoldTable {
   private readonly channels = new Slots(C_STRIDE, INITIAL_SLOTS);
   private readonly index = new Map<string, Map<string, number>>();
   private gens = new Uint32Array(INITIAL_SLOTS);
+  /** Per slot, the plan that last made a view of it (see planMark), and the view's index in that plan. */
+  private planMarks = new Uint32Array(INITIAL_SLOTS);
+  private planIndex = new Int32Array(INITIAL_SLOTS);
+  private planMark = 0;
+  /** Per segment, the slot of each event folded (-1: not folded), so a plan need not look them up again. */
+  private readonly segmentSlots = new WeakMap<Segment, Int32Array>();
   private nsqds: string[] = [];
   private ids: string[] = [];
   private topics: Array<string | null> = [];
@@ -155,9 +161,12 @@ export class FoldTable {
   add(nsqd: string, messageId: string, topic: string | null, at: number): number {
     const slot = this.messages.take();
     if (slot >= this.gens.length) {
-      const gens = new Uint32Array(this.messages.capacity);
+      const capacity = this.messages.capacity;
+      const gens = new Uint32Array(capacity);
       gens.set(this.gens);
       this.gens = gens;
+      this.planMarks = new Uint32Array(capacity);
+      this.planIndex = new Int32Array(capacity);
     }
     const f = this.messages.data;
     const b = slot * M_STRIDE;
@@ -208,6 +217,51 @@ export class FoldTable {
       else cf[tail * C_STRIDE + C_NEXT] = c;
     }
     mergeCode(this.channels.data, c * C_STRIDE + C_SUMMARY, code, at, attempt, false);
+  }
+
+  /** Where the slots of `seg`'s events are kept as they are folded. */
+  slotsOf(seg: Segment): Int32Array {
+    let slots = this.segmentSlots.get(seg);
+    if (slots === undefined) {
+      slots = new Int32Array(seg.capacity).fill(-1);
+      this.segmentSlots.set(seg, slots);
+    }
+    return slots;
+  }
+
+  /** The slot event `i` of `seg` was folded into. */
+  slotOfEvent(seg: Segment, i: number): number {
+    // the slot it was folded into, unless that message was forgotten since and the slot reused
+    // (not in the recorder, which plans each batch once, in order, before a later one commits)
+    const slot = this.segmentSlots.get(seg)?.[i] ?? -1;
+    if (slot >= 0 && this.ids[slot] === seg.messageId(i) && this.nsqds[slot] === seg.nsqd(i)) return slot;
+    const found = this.slotOf(seg.nsqd(i), seg.messageId(i));
+    if (found === undefined) throw new Error('history: a queued event was not folded');
+    return found;
+  }
+
+  /**
+   * The views of `batch`'s messages (see view), one per message, in the order of their first event;
+   * `each` sees every event with its message's view.
+   */
+  views(batch: readonly Segment[], each: (v: MessageFold, seg: Segment, i: number) => void): MessageFold[] {
+    const mark = ++this.planMark;
+    const planned: MessageFold[] = [];
+    for (const seg of batch) {
+      for (let i = 0; i < seg.n; i++) {
+        const slot = this.slotOfEvent(seg, i);
+        let v: MessageFold;
+        if (this.planMarks[slot] === mark) v = planned[this.planIndex[slot]!]!;
+        else {
+          v = this.view(slot);
+          this.planMarks[slot] = mark;
+          this.planIndex[slot] = planned.length;
+          planned.push(v);
+        }
+        each(v, seg, i);
+      }
+    }
+    return planned;
   }
 
   /** A view of the message at `slot` for a plan: its fold so far, copied out. */
@@ -309,11 +363,13 @@ export class Lookahead {
       const from = Math.max(0, this.through + 1 - seg.seq0);
       const to = Math.min(seg.n, from + budget);
       budget -= to - from;
+      const slots = table.slotsOf(seg);
       for (let i = from; i < to; i++) {
         const nsqd = seg.nsqd(i);
         const messageId = seg.messageId(i);
         const slot = table.slotOf(nsqd, messageId) ?? table.add(nsqd, messageId, seg.topic(i), seg.at(i));
         table.fold(slot, seg, i);
+        slots[i] = slot;
       }
       this.through = seg.seq0 + to - 1;
       if (budget <= 0) return;
@@ -327,21 +383,10 @@ export class Lookahead {
    */
   plan(batch: readonly Segment[]): MessageFold[] {
     const table = this.table;
-    const views = new Map<number, MessageFold>();
-    for (const seg of batch) {
-      for (let i = 0; i < seg.n; i++) {
-        const slot = table.slotOf(seg.nsqd(i), seg.messageId(i));
-        if (slot === undefined) throw new Error('history: a queued event was not folded');
-        let v = views.get(slot);
-        if (v === undefined) {
-          v = table.view(slot);
-          views.set(slot, v);
-        }
-        v.batchLastSeq = seg.seq0 + i;
-        notePublish(v, seg, i);
-      }
-    }
-    const planned = [...views.values()];
+    const planned = table.views(batch, (v, seg, i) => {
+      v.batchLastSeq = seg.seq0 + i;
+      notePublish(v, seg, i);
+    });
     for (const v of planned) v.skip = v.publish === undefined && v.ensure === undefined && table.appliedThrough(v.slot) >= v.batchLastSeq;
     return planned;
   }

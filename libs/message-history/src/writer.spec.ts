@@ -141,6 +141,8 @@ describe('history batch folding', () => {
     expect(la.size).toBe(1);
     const [w] = la.plan([b]);
     expect([w!.messageId, w!.skip, w!.s.lastEventAt]).toEqual(['b', false, 502]);
+    // a plan of the old batch again finds no fold of 'a' (its events' slot is 'b's now)
+    expect(() => la.plan([a])).toThrow('a queued event was not folded');
   });
 });
 
