@@ -106,7 +106,10 @@ export function historyDataSourceOptions(options: HistoryDataSourceOptions): Dat
     connectTimeout: options.connectTimeout ?? 10_000,
     timezone: 'Z',
     charset: 'utf8mb4',
-    extra: { queryFormat },
+    // trace: mysql2 would capture a stack trace at every query to put the caller's frames in its
+    // errors; TypeORM wraps them (QueryFailedError, with the statement) anyway, and the capture
+    // was about 3 % of the recorder's CPU
+    extra: { queryFormat, trace: false },
   };
 }
 
