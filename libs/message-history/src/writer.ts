@@ -107,7 +107,7 @@ export function newFold(nsqd: string, messageId: string, topic: string | null, a
 }
 
 /** Folds one event into a message's fold (and its channel's). */
-function foldEvent(m: { topic: string | null; firstAt: number; s: SummaryTimes; channels: ChannelFold[] | undefined }, topic: string | null, channel: string | null, type: HistoryEventType, at: number, attempt: number, deferredPublish: boolean): void {
+function foldEvent(m: MessageFold, topic: string | null, channel: string | null, type: HistoryEventType, at: number, attempt: number, deferredPublish: boolean): void {
   if (m.topic === null) m.topic = topic;
   if (at < m.firstAt) m.firstAt = at;
   mergeEventTimes(m.s, type, at, attempt, deferredPublish);
@@ -124,41 +124,26 @@ function foldEvent(m: { topic: string | null; firstAt: number; s: SummaryTimes; 
 }
 
 /** Messages by (nsqd, messageId), without building a combined key per event. */
-class FoldMap<T extends { nsqd: string; messageId: string }> {
-  private readonly byNsqd = new Map<string, Map<string, T>>();
-  size = 0;
+class FoldMap {
+  private readonly byNsqd = new Map<string, Map<string, MessageFold>>();
 
-  get(nsqd: string, messageId: string): T | undefined {
+  get(nsqd: string, messageId: string): MessageFold | undefined {
     return this.byNsqd.get(nsqd)?.get(messageId);
   }
 
-  set(m: T): void {
+  set(m: MessageFold): void {
     let ids = this.byNsqd.get(m.nsqd);
     if (ids === undefined) {
       ids = new Map();
       this.byNsqd.set(m.nsqd, ids);
     }
     ids.set(m.messageId, m);
-    this.size++;
-  }
-
-  delete(m: T): void {
-    const ids = this.byNsqd.get(m.nsqd);
-    if (ids?.delete(m.messageId) === true) {
-      this.size--;
-      if (ids.size === 0) this.byNsqd.delete(m.nsqd);
-    }
-  }
-
-  clear(): void {
-    this.byNsqd.clear();
-    this.size = 0;
   }
 }
 
 /** A batch's events folded per message and per channel. */
 export class SummaryFold {
-  private readonly map = new FoldMap<MessageFold>();
+  private readonly map = new FoldMap();
   readonly messages: MessageFold[] = [];
 
   add(nsqd: string, messageId: string, topic: string | null, channel: string | null, type: HistoryEventType, at: number, attempt: number, deferredPublish: boolean): MessageFold {
