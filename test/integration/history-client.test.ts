@@ -27,6 +27,7 @@ import {
   type HistoryMessageDetail,
   type HistoryRecord,
 } from '../../libs/message-history/src/index.js';
+import { readTime } from '../../libs/message-history/src/sql.js';
 import { decodeEnvelope, type NsqContext, NsqRecord, type NsqTransportHooks } from '../../libs/nest-nsq/src/index.js';
 import { Cleanup, uniqueName, warmChannels } from '../support/client.js';
 import { type HistoryBackend, type HistoryDb, openHistoryDb } from '../support/history.js';
@@ -412,6 +413,8 @@ describe.each(backends)('history schema upgrade: messageId widened for message k
       // undone, the schema is the earlier one and that publish has its event row back
       await ds.undoLastMigration({ transaction: 'all' });
       expect(await eventTypes(ds, '127.0.0.1:4150', newId)).toEqual(['delivered', 'published']);
+      const [restored] = (await ds.query("SELECT at, detail FROM nsq_message_event WHERE messageId = ? AND type = 'published'", [newId])) as Array<{ at: unknown; detail: string }>;
+      expect([readTime(restored!.at)?.toISOString(), restored!.detail]).toEqual([publishedAt.toISOString(), 'deferred 250 ms']);
       expect(await eventTypes(ds, '127.0.0.1:4150', oldId)).toEqual(['published', 'delivered']);
       expect(await indexesOf(ds, 'nsq_message')).toEqual([
         'IDX_nsq_message_message_id',

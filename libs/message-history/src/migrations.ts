@@ -231,10 +231,16 @@ export class HistoryPublishIsTheMessageRow1750000000000 implements MigrationInte
   async down(queryRunner: QueryRunner): Promise<void> {
     const mysql = isMysqlFamily(queryRunner);
     const on = mysql ? ' ON `nsq_message`' : '';
-    // the publishes written since have no event row: give them one, as the earlier schema had
+    // the publishes written since have no event row: give them one, as the earlier schema had (with
+    // the recorder's detail of a deferred publish, see publishDetail)
+    const key = mysql ? "CONCAT('row-publish:', `id`)" : "'row-publish:' || `id`";
+    const deferredMs = mysql
+      ? 'TIMESTAMPDIFF(MICROSECOND, `publishedAt`, `deferredUntil`) DIV 1000'
+      : 'CAST(ROUND((julianday(`deferredUntil`) - julianday(`publishedAt`)) * 86400000) AS INTEGER)';
+    const detail = `CASE WHEN \`deferredUntil\` IS NULL THEN NULL ELSE ${mysql ? `CONCAT('deferred ', ${deferredMs}, ' ms')` : `'deferred ' || ${deferredMs} || ' ms'`} END`;
     await queryRunner.query(
-      'INSERT INTO `nsq_message_event` (`eventKey`, `nsqd`, `messageId`, `topic`, `type`, `at`) ' +
-        `SELECT ${mysql ? "CONCAT('row-publish:', `id`)" : "'row-publish:' || `id`"}, \`nsqd\`, \`messageId\`, \`topic\`, 'published', \`publishedAt\` FROM \`nsq_message\` m ` +
+      'INSERT INTO `nsq_message_event` (`eventKey`, `nsqd`, `messageId`, `topic`, `type`, `at`, `detail`) ' +
+        `SELECT ${key}, \`nsqd\`, \`messageId\`, \`topic\`, 'published', \`publishedAt\`, ${detail} FROM \`nsq_message\` m ` +
         "WHERE `published` = 1 AND NOT EXISTS (SELECT 1 FROM `nsq_message_event` e WHERE e.`nsqd` = m.`nsqd` AND e.`messageId` = m.`messageId` AND e.`type` = 'published')",
     );
     await queryRunner.query('CREATE INDEX `IDX_nsq_message_message_id` ON `nsq_message` (`messageId`)');
