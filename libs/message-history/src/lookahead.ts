@@ -154,6 +154,11 @@ export class FoldTable {
   private channelNames: string[] = [];
   size = 0;
 
+  /** Message slots it has room for (it grows to the largest backlog folded, and stays there). */
+  get capacity(): number {
+    return this.messages.capacity;
+  }
+
   slotOf(nsqd: string, messageId: string): number | undefined {
     return this.index.get(nsqd)?.get(messageId);
   }
@@ -346,13 +351,40 @@ export class FoldTable {
   }
 }
 
+/** How long a grown table may stay empty before trimIdle lets its memory go. */
+const TRIM_AFTER_MS = 60_000;
+
 export class Lookahead {
   private table = new FoldTable();
   /** Events up to this sequence number are folded in. */
   private through = 0;
+  /** When the table was last seen empty, in a row (see trimIdle). */
+  private emptySince: number | undefined;
 
   get size(): number {
     return this.table.size;
+  }
+
+  get capacity(): number {
+    return this.table.capacity;
+  }
+
+  /**
+   * Lets the memory of a table grown by a backlog go once it has been empty for a minute (the
+   * recorder calls this on its timer): kept while backlogs come and go, since memory touched
+   * afresh costs a page fault per 4 KiB. Empty, no folded event waits for a plan (a message is
+   * forgotten only once its last folded event is written), and views planned from the old table
+   * keep reading it.
+   */
+  trimIdle(now = performance.now()): void {
+    if (this.table.size > 0 || this.table.capacity <= INITIAL_SLOTS) {
+      this.emptySince = undefined;
+      return;
+    }
+    this.emptySince ??= now;
+    if (now - this.emptySince < TRIM_AFTER_MS) return;
+    this.table = new FoldTable();
+    this.emptySince = undefined;
   }
 
   /** Folds the events of `segments` (in sequence order) not folded yet, at most `budget` of them. */
@@ -398,7 +430,7 @@ export class Lookahead {
 
   /** Forgets everything (a write failed, or the queue went to the spool). */
   reset(through: number): void {
-    // a new table: views planned from the old one no longer hold their slots
+    // a new table: views planned from the old one keep reading the old one, which nothing folds into any more
     this.table = new FoldTable();
     this.through = through;
   }

@@ -697,6 +697,7 @@ export class HistoryRecorder {
   private tick(): void {
     this.sampleLoad();
     segmentMemory.trimIdle();
+    this.lookahead.trimIdle();
     if (this.queueCount > 0) this.flushUpTo = Math.max(this.flushUpTo, this.seq);
     if (this.spoolCount > 0) this.kickSpool();
     this.kickDb();

@@ -117,6 +117,38 @@ describe('history batch folding', () => {
     }
   });
 
+  it('lets a grown table go once it has been empty for a minute, not before, and not while it holds folds', () => {
+    const la = new Lookahead();
+    const ids = Array.from({ length: 3000 }, (_, i) => `m${i}`);
+    const s = new Segment(1, ids.length * 3);
+    for (const id of ids) {
+      s.push(PUBLISHED, 'n', id, 100, 'topic', null, null, -1, null, null, 0, false, 0, null, -1, null);
+      s.pushDelivery(TYPE_CODE.delivered, 'n', id, 101, 'topic', 'c', 'x', 1, null);
+      s.pushDelivery(TYPE_CODE.finished, 'n', id, 102, 'topic', 'c', 'x', 1, null);
+    }
+    la.extend([s]);
+    const grown = la.capacity;
+    expect(grown).toBeGreaterThanOrEqual(3000);
+    // holding folds: kept however long
+    la.trimIdle(0);
+    la.trimIdle(120_000);
+    expect(la.capacity).toBe(grown);
+    const planned = la.plan([s]);
+    for (const v of planned) v.table!.refresh(v);
+    la.committed(planned);
+    expect(la.size).toBe(0);
+    // empty: kept for a minute, then let go
+    la.trimIdle(200_000);
+    la.trimIdle(259_000);
+    expect(la.capacity).toBe(grown);
+    la.trimIdle(260_001);
+    expect(la.capacity).toBeLessThan(grown);
+    // and it folds on as before
+    const next = lifecycle(s.seq0 + s.n, ['z'], 300);
+    la.extend([next]);
+    expect(la.plan([next]).map((v) => [v.messageId, v.s.status])).toEqual([['z', 'finished']]);
+  });
+
   it('a view whose message was forgotten and its slot reused keeps its own fold', () => {
     const la = new Lookahead();
     const a = lifecycle(1, ['a'], 100);
