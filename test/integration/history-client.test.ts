@@ -294,7 +294,7 @@ async function eventTypes(ds: DataSource, nsqd: string, messageId: string): Prom
   return rows.map((r) => r.type);
 }
 
-describe.each(backends)('history schema upgrade: messageId widened for message keys (%s)', (backend) => {
+describe.each(backends)('history schema upgrade: a first-release database migrated to the current schema, and migration 4 undone (%s)', (backend) => {
   let dir: string | undefined;
   let drop: () => Promise<void> = async () => undefined;
   const open: DataSource[] = [];
