@@ -1,7 +1,7 @@
 import { CODE_TYPE, PUBLISHED, type Segment, TYPE_CODE } from './segment.js';
 import { phaseOf, statusOf, type SummaryTimes } from './summary.js';
 import { HISTORY_STATUSES } from './types.js';
-import { type ChannelFold, type MessageFold, newFold, notePublish } from './writer.js';
+import { type ChannelFold, FoldMap, type MessageFold, newFold, notePublish } from './writer.js';
 
 /**
  * The summaries of everything queued, folded ahead of the writes. When the database is behind, a
@@ -140,7 +140,7 @@ class Slots {
 export class FoldTable {
   private readonly messages = new Slots(M_STRIDE, INITIAL_SLOTS);
   private readonly channels = new Slots(C_STRIDE, INITIAL_SLOTS);
-  private readonly index = new Map<string, Map<string, number>>();
+  private readonly index = new FoldMap<number>();
   private gens = new Uint32Array(INITIAL_SLOTS);
   /** Per slot, the plan that last made a view of it (see planMark), and the view's index in that plan. */
   private planMarks = new Uint32Array(INITIAL_SLOTS);
@@ -160,7 +160,7 @@ export class FoldTable {
   }
 
   slotOf(nsqd: string, messageId: string): number | undefined {
-    return this.index.get(nsqd)?.get(messageId);
+    return this.index.get(nsqd, messageId);
   }
 
   add(nsqd: string, messageId: string, topic: string | null, at: number): number {
@@ -183,12 +183,7 @@ export class FoldTable {
     this.nsqds[slot] = nsqd;
     this.ids[slot] = messageId;
     this.topics[slot] = topic;
-    let ids = this.index.get(nsqd);
-    if (ids === undefined) {
-      ids = new Map();
-      this.index.set(nsqd, ids);
-    }
-    ids.set(messageId, slot);
+    this.index.set(nsqd, messageId, slot);
     this.size++;
     return slot;
   }
@@ -320,10 +315,7 @@ export class FoldTable {
   }
 
   private remove(slot: number): void {
-    const nsqd = this.nsqds[slot]!;
-    const ids = this.index.get(nsqd)!;
-    ids.delete(this.ids[slot]!);
-    if (ids.size === 0) this.index.delete(nsqd);
+    this.index.delete(this.nsqds[slot]!, this.ids[slot]!);
     let c = this.messages.data[slot * M_STRIDE + M_CHANNEL]!;
     while (c >= 0) {
       const next = this.channels.data[c * C_STRIDE + C_NEXT]!;

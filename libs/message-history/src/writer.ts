@@ -123,34 +123,39 @@ function foldEvent(m: MessageFold, topic: string | null, channel: string | null,
   }
 }
 
-/** Messages by (nsqd, messageId), without building a combined key per event. */
-class FoldMap {
-  private readonly byNsqd = new Map<string, Map<string, MessageFold>>();
+/** Values by (nsqd, messageId), without building a combined key per event. */
+export class FoldMap<T> {
+  private readonly byNsqd = new Map<string, Map<string, T>>();
 
-  get(nsqd: string, messageId: string): MessageFold | undefined {
+  get(nsqd: string, messageId: string): T | undefined {
     return this.byNsqd.get(nsqd)?.get(messageId);
   }
 
-  set(m: MessageFold): void {
-    let ids = this.byNsqd.get(m.nsqd);
+  set(nsqd: string, messageId: string, value: T): void {
+    let ids = this.byNsqd.get(nsqd);
     if (ids === undefined) {
       ids = new Map();
-      this.byNsqd.set(m.nsqd, ids);
+      this.byNsqd.set(nsqd, ids);
     }
-    ids.set(m.messageId, m);
+    ids.set(messageId, value);
+  }
+
+  delete(nsqd: string, messageId: string): void {
+    const ids = this.byNsqd.get(nsqd);
+    if (ids?.delete(messageId) === true && ids.size === 0) this.byNsqd.delete(nsqd);
   }
 }
 
 /** A batch's events folded per message and per channel. */
 export class SummaryFold {
-  private readonly map = new FoldMap();
+  private readonly map = new FoldMap<MessageFold>();
   readonly messages: MessageFold[] = [];
 
   add(nsqd: string, messageId: string, topic: string | null, channel: string | null, type: HistoryEventType, at: number, attempt: number, deferredPublish: boolean): MessageFold {
     let m = this.map.get(nsqd, messageId);
     if (m === undefined) {
       m = newFold(nsqd, messageId, topic, at);
-      this.map.set(m);
+      this.map.set(nsqd, messageId, m);
       this.messages.push(m);
     }
     foldEvent(m, topic, channel, type, at, attempt, deferredPublish);
@@ -234,8 +239,8 @@ class StatementBuilder {
   async done(): Promise<void> {
     await this.runFull();
     if (this.values.rows > 0) {
-      const statement = this.take();
-      await this.queryRunner.query(statement.sql, statement.params);
+      this.full = this.take();
+      await this.runFull();
     }
   }
 
